@@ -1,0 +1,129 @@
+"""The `hsl-live` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hsl_live import __version__
+from hsl_live.clock import Clock
+from hsl_live.errors import HslLiveError
+from hsl_live.pipeline import Pipeline, install_signal_handlers
+from hsl_live.replay import ReplaySource
+from hsl_live.settings import Settings, load_settings
+
+logger = logging.getLogger("hsl_live")
+
+# Flags that override a setting of the same name.
+SETTING_FLAGS = (
+    ("--mqtt-url", "mqtt_url", str),
+    ("--topics", "topics", str),
+    ("--lake-url", "lake_url", str),
+    ("--spool-dir", "spool_dir", str),
+    ("--host", "host", str),
+    ("--port", "port", str),
+    ("--log-level", "log_level", str),
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "command"):
+        parser.print_help()
+        return 2
+    try:
+        settings = _settings(args)
+        _configure_logging(settings.log_level)
+        status: int = args.command(args, settings)
+        return status
+    except HslLiveError as exc:
+        print(f"hsl-live: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsl-live", description="HSL's live vehicle feed as a live map, a lake and SQL."
+    )
+    parser.add_argument("--version", action="version", version=f"hsl-live {__version__}")
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    replay = _command(commands, "replay", _replay, "run the pipeline on capture files")
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible (default)",
+    )
+
+    return parser
+
+
+def _command(commands: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    command.set_defaults(command=handler)
+    command.add_argument("--config", type=Path, help="TOML file with settings")
+    for flag, _, kind in SETTING_FLAGS:
+        command.add_argument(flag, type=kind, default=None)
+    return command
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {key: getattr(args, key, None) for _, key, _ in SETTING_FLAGS}
+    return load_settings(config_file=args.config, overrides=overrides)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    if args.speed < 0:
+        raise HslLiveError(f"--speed must be 0 (as fast as possible) or positive, got {args.speed}")
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        raise HslLiveError(f"no such capture file: {', '.join(missing)}")
+
+    source = ReplaySource(args.files, speed=args.speed)
+    pipeline = Pipeline(settings, source, Clock(replay=True))
+    asyncio.run(_run(pipeline))
+    print(_summary(pipeline, source))
+    return 0
+
+
+async def _run(pipeline: Pipeline) -> None:
+    install_signal_handlers(pipeline)
+    await pipeline.run()
+
+
+def _summary(pipeline: Pipeline, source: ReplaySource) -> str:
+    stats = pipeline.ingest.stats
+    lines = [
+        f"lines                {source.stats.lines}",
+        f"  blank              {source.stats.blank}",
+        f"  broken             {source.stats.broken}",
+        f"messages             {stats.messages}",
+        f"  duplicate messages {stats.duplicate_messages}",
+        f"  rejected           {stats.rejected}",
+        f"  duplicate events   {stats.duplicate_events}",
+        f"events               {stats.events}",
+    ]
+    lines += [f"  {kind:<18} {n}" for kind, n in sorted(stats.events_by_type.items())]
+    lines += ["rejected by reason"] if stats.rejected else []
+    lines += [f"  {reason:<18} {n}" for reason, n in sorted(stats.rejected_by_reason.items())]
+    lines.append(f"distinct vehicles    {len(pipeline.ingest.vehicles)}")
+    return "\n".join(lines)
