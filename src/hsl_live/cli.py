@@ -13,7 +13,7 @@ from typing import Any
 from hsl_live import __version__
 from hsl_live.clock import Clock
 from hsl_live.errors import HslLiveError
-from hsl_live.pipeline import Pipeline, install_signal_handlers
+from hsl_live.pipeline import Pipeline, Source, install_signal_handlers
 from hsl_live.replay import ReplaySource
 from hsl_live.settings import Settings, load_settings
 
@@ -99,10 +99,19 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         raise HslLiveError(f"no such capture file: {', '.join(missing)}")
 
     source = ReplaySource(args.files, speed=args.speed)
-    pipeline = Pipeline(settings, source, Clock(replay=True))
+    pipeline = assemble(settings, source, Clock(replay=True), serve=False)
     asyncio.run(_run(pipeline))
     print(_summary(pipeline, source))
     return 0
+
+
+def assemble(settings: Settings, source: Source, clock: Clock, *, serve: bool) -> Pipeline:
+    """Build the pipeline every command shares: the source, plus the lake and live view.
+
+    `serve` starts the HTTP server (map, SSE, API) beside ingestion.
+    """
+    pipeline = Pipeline(settings, source, clock)
+    return pipeline
 
 
 async def _run(pipeline: Pipeline) -> None:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from hsl_live.capture import RawMessage
 from hsl_live.clock import Clock
-from hsl_live.ingest import Ingest, LakeWriter
+from hsl_live.ingest import Ingest, LakeWriter, LiveView
 from hsl_live.metrics import Metrics
 from hsl_live.settings import Settings
 
@@ -68,6 +68,7 @@ class Pipeline:
         clock: Clock,
         *,
         lake: Lake | None = None,
+        live: LiveView | None = None,
         services: Sequence[Service] = (),
         serve_after_input: bool = False,
     ) -> None:
@@ -75,10 +76,11 @@ class Pipeline:
         self.source = source
         self.clock = clock
         self.lake = lake
+        self.live = live
         self.services = list(services)
         self.serve_after_input = serve_after_input
         self.metrics = Metrics()
-        self.ingest = Ingest(clock, settings.dedup_seconds, lake=lake)
+        self.ingest = Ingest(clock, settings.dedup_seconds, lake=lake, live=live)
         self.metrics.register(self.ingest.collect)
         self.started_at = time.time()
         self.stopping = asyncio.Event()
