@@ -6,16 +6,19 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hsl_live import __version__
 from hsl_live.clock import Clock
+from hsl_live.compact import CompactionReport, compact_lake, format_report
 from hsl_live.errors import HslLiveError
 from hsl_live.pipeline import Pipeline, Source, install_signal_handlers
 from hsl_live.replay import ReplaySource
 from hsl_live.settings import Settings, load_settings
+from hsl_live.sink import open_sink
 
 logger = logging.getLogger("hsl_live")
 
@@ -66,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible (default)",
     )
 
+    _command(commands, "compact", _compact, "merge each sealed lake hour into one file per zone")
+
     return parser
 
 
@@ -103,6 +108,23 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(_run(pipeline))
     print(_summary(pipeline, source))
     return 0
+
+
+def _compact(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.is_s3 and not Path(settings.lake_url).is_dir():
+        raise HslLiveError(f"no lake at {settings.lake_url}: not a directory")
+    report = asyncio.run(_compact_lake(settings))
+    print(format_report(report))
+    return 1 if report.failed else 0
+
+
+async def _compact_lake(settings: Settings) -> CompactionReport:
+    sink = open_sink(settings)
+    try:
+        await sink.check()
+        return await compact_lake(sink, now=time.time(), lateness_seconds=settings.lateness_seconds)
+    finally:
+        await sink.close()
 
 
 def assemble(settings: Settings, source: Source, clock: Clock, *, serve: bool) -> Pipeline:

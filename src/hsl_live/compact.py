@@ -1,0 +1,372 @@
+"""Merge each sealed hour of the lake into one file per zone, safely and repeatably.
+
+The protocol survives being interrupted at any point. A merged file is named after its
+inputs (`compacted-<hash of their names>.parquet`) and lists them in its Parquet
+key-value metadata; only once it is stored are the inputs deleted. A later run that finds
+a compacted file beside inputs it lists only finishes deleting them: rows are never merged
+twice, and nothing is deleted unless a stored compacted file already holds its rows.
+Rows that arrive after compaction land in a new part of that hour, and the next run merges
+the compacted file with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from hsl_live.errors import HslLiveError, SinkError
+from hsl_live.schema import SCHEMA_VERSION, SCHEMAS, TIME_COLUMN, Zone, partition_path
+from hsl_live.settings import Settings
+from hsl_live.sink import Sink
+
+logger = logging.getLogger(__name__)
+
+# Parquet key-value metadata of a compacted file: a JSON list of the file names it merged.
+COMPACTED_FROM = "hsl_live.compacted_from"
+SCHEMA_VERSION_KEY = "hsl_live.schema_version"
+
+# One row per key survives; the processed key is the design's event identity, and raw or
+# rejected rows are exact repeats only (e.g. a part re-uploaded after a crash).
+DEDUP_KEYS: dict[Zone, tuple[str, ...]] = {
+    Zone.RAW: ("received_at", "topic", "payload"),
+    Zone.PROCESSED: ("unique_vehicle_id", "event_type", "journey_type", "is_ongoing", "tst", "seq"),
+    Zone.REJECTED: ("received_at", "topic", "payload", "reason"),
+}
+
+_KEY = re.compile(
+    r"(?P<zone>raw|processed|rejected)/year=(?P<year>\d{4})/month=(?P<month>\d{2})"
+    r"/day=(?P<day>\d{2})/hour=(?P<hour>\d{2})/(?P<name>(?:part|compacted)-[^/]+\.parquet)"
+)
+_HOUR = timedelta(hours=1)
+
+
+class CompactionError(HslLiveError):
+    """A lake file cannot be compacted (for example, its columns are not the zone's)."""
+
+
+@dataclass(frozen=True)
+class LakeHour:
+    """The lake files of one zone and UTC hour, by name."""
+
+    zone: Zone
+    hour: datetime
+    names: tuple[str, ...]
+
+    @property
+    def folder(self) -> str:
+        return partition_path(self.zone, self.hour)
+
+    def key(self, name: str) -> str:
+        return f"{self.folder}/{name}"
+
+    def sealed(self, now: float, lateness_seconds: float) -> bool:
+        """Return whether the hour ended more than `lateness_seconds` before `now`."""
+        return (self.hour + _HOUR).timestamp() + lateness_seconds <= now
+
+    @property
+    def done(self) -> bool:
+        """Return whether the hour already is one compacted file."""
+        return len(self.names) == 1 and is_compacted(self.names[0])
+
+
+@dataclass
+class HourResult:
+    """What compacting one hour did; rows are counted only for the files merged."""
+
+    files_before: int
+    files_after: int
+    rows_before: int = 0
+    rows_after: int = 0
+    finished: int = 0
+
+
+@dataclass
+class ZoneSummary:
+    """Totals over the hours of one zone that a run changed."""
+
+    hours: int = 0
+    files_before: int = 0
+    files_after: int = 0
+    rows_before: int = 0
+    rows_after: int = 0
+    finished: int = 0
+
+    def add(self, result: HourResult) -> None:
+        self.hours += 1
+        self.files_before += result.files_before
+        self.files_after += result.files_after
+        self.rows_before += result.rows_before
+        self.rows_after += result.rows_after
+        self.finished += result.finished
+
+
+@dataclass
+class CompactionReport:
+    """A run over the whole lake: a summary per zone and the hours that failed."""
+
+    zones: dict[Zone, ZoneSummary] = field(default_factory=lambda: {z: ZoneSummary() for z in Zone})
+    failed: list[str] = field(default_factory=list)
+    unsealed: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return any(summary.hours for summary in self.zones.values())
+
+
+def is_compacted(name: str) -> bool:
+    """Return whether a file name is one compaction wrote."""
+    return name.startswith("compacted-")
+
+
+def compacted_name(inputs: Sequence[str]) -> str:
+    """Return the deterministic name of the file that merges these input names."""
+    digest = hashlib.sha256("\n".join(sorted(inputs)).encode()).hexdigest()[:16]
+    return f"compacted-{digest}.parquet"
+
+
+def lake_hours(keys: Sequence[str]) -> list[LakeHour]:
+    """Group lake keys by zone and hour; keys that are not lake files are left out."""
+    groups: dict[tuple[Zone, datetime], list[str]] = {}
+    for key in keys:
+        match = _KEY.fullmatch(key)
+        if match is None:
+            continue
+        year, month, day, at = (int(match[name]) for name in ("year", "month", "day", "hour"))
+        try:
+            hour = datetime(year, month, day, at, tzinfo=UTC)
+        except ValueError:
+            continue
+        groups.setdefault((Zone(match["zone"]), hour), []).append(match["name"])
+
+    return [
+        LakeHour(zone, hour, tuple(sorted(names))) for (zone, hour), names in sorted(groups.items())
+    ]
+
+
+async def compact_lake(sink: Sink, *, now: float, lateness_seconds: float) -> CompactionReport:
+    """Compact every sealed hour of every zone; `now` is in epoch seconds.
+
+    An hour that fails is logged and listed in the report; the others still run.
+    """
+    report = CompactionReport()
+    for zone in Zone:
+        for hour in lake_hours(await sink.list(f"{zone}/")):
+            if hour.done:
+                continue
+            if not hour.sealed(now, lateness_seconds):
+                report.unsealed += 1
+                continue
+            try:
+                result = await compact_hour(sink, hour)
+            except (SinkError, CompactionError, pl.exceptions.PolarsError):
+                logger.exception("compacting %s failed; it is left as it was", hour.folder)
+                report.failed.append(hour.folder)
+                continue
+            report.zones[zone].add(result)
+
+    return report
+
+
+async def compact_hour(sink: Sink, hour: LakeHour) -> HourResult:
+    """Merge one hour's files into one compacted file, or finish an interrupted merge."""
+    with tempfile.TemporaryDirectory(prefix="hsl-live-compact-") as scratch:
+        folder = Path(scratch)
+        names = list(hour.names)
+        covered = await _covered(sink, hour, folder)
+        if covered:
+            logger.info(
+                "finishing an earlier compaction of %s: deleting %d merged files",
+                hour.folder,
+                len(covered),
+            )
+            for name in covered:
+                await sink.delete(hour.key(name))
+        remaining = [name for name in names if name not in covered]
+        if len(remaining) == 1 and is_compacted(remaining[0]):
+            return HourResult(len(names), 1, finished=len(covered))
+
+        return await _merge_hour(sink, hour, remaining, folder, finished=len(covered))
+
+
+async def _covered(sink: Sink, hour: LakeHour, folder: Path) -> set[str]:
+    """Download the hour's compacted files; return the files a kept compacted file holds.
+
+    Coverage is followed down from the files nothing covers, so a file is only ever
+    deleted when its rows are inside a compacted file that stays.
+    """
+    present = set(hour.names)
+    holds: dict[str, set[str]] = {}
+    for name in hour.names:
+        if is_compacted(name):
+            path = await _download(sink, hour.key(name), folder / name)
+            holds[name] = set(await asyncio.to_thread(_inputs_of, path)) & present - {name}
+
+    held = set().union(*holds.values())
+    covered: set[str] = set()
+    pending = [name for name in holds if name not in held]
+    while pending:
+        for name in holds.get(pending.pop(), set()) - covered:
+            covered.add(name)
+            pending.append(name)
+
+    return covered
+
+
+async def _merge_hour(
+    sink: Sink, hour: LakeHour, inputs: list[str], folder: Path, *, finished: int
+) -> HourResult:
+    paths = [folder / name for name in inputs]
+    for name, path in zip(inputs, paths, strict=True):
+        if not path.exists():
+            await _download(sink, hour.key(name), path)
+
+    output = folder / compacted_name(inputs)
+    started = time.monotonic()
+    rows_before, rows_after = await asyncio.to_thread(merge_files, hour.zone, paths, output)
+    await sink.put(hour.key(output.name), await asyncio.to_thread(output.read_bytes))
+    for name in inputs:
+        await sink.delete(hour.key(name))
+
+    logger.info(
+        "compacted %s: %d files, %d rows -> 1 file, %d rows in %.1f s",
+        hour.folder,
+        len(inputs),
+        rows_before,
+        rows_after,
+        time.monotonic() - started,
+    )
+    return HourResult(len(inputs) + finished, 1, rows_before, rows_after, finished)
+
+
+async def _download(sink: Sink, key: str, path: Path) -> Path:
+    data = await sink.get(key)
+    await asyncio.to_thread(path.write_bytes, data)
+    return path
+
+
+def _inputs_of(path: Path) -> list[str]:
+    metadata = pl.read_parquet_metadata(path)
+    try:
+        inputs = json.loads(metadata[COMPACTED_FROM])
+    except (KeyError, ValueError) as exc:
+        raise CompactionError(f"{path.name} has no valid {COMPACTED_FROM} metadata") from exc
+    if not isinstance(inputs, list) or not all(isinstance(name, str) for name in inputs):
+        raise CompactionError(f"{path.name}: {COMPACTED_FROM} must be a list of file names")
+
+    return inputs
+
+
+def merge_files(zone: Zone, paths: Sequence[Path], output: Path) -> tuple[int, int]:
+    """Write the distinct rows of Parquet files, sorted by time, to one zstd file.
+
+    Earlier paths win among duplicates. Return the row counts before and after.
+    Raises CompactionError when a file's columns or types are not the zone's schema.
+    """
+    schema = SCHEMAS[zone]
+    for path in paths:
+        found = pl.read_parquet_schema(path)
+        if pl.Schema(found) != schema:
+            raise CompactionError(f"{path.name} does not have the {zone} zone's columns and types")
+
+    frame = pl.scan_parquet(list(paths), schema=schema)
+    rows_before: int = frame.select(pl.len()).collect().item()
+    merged = frame.unique(subset=list(DEDUP_KEYS[zone]), keep="first", maintain_order=True)
+    merged = merged.sort([TIME_COLUMN[zone], "received_at"], maintain_order=True)
+    metadata = {
+        COMPACTED_FROM: json.dumps([path.name for path in paths]),
+        SCHEMA_VERSION_KEY: str(SCHEMA_VERSION),
+    }
+    merged.sink_parquet(output, compression="zstd", metadata=metadata)
+    rows_after: int = pl.scan_parquet(output).select(pl.len()).collect().item()
+
+    return rows_before, rows_after
+
+
+class Compactor:
+    """The background service: compact the lake's sealed hours every interval.
+
+    A stop cancels a compaction in flight; the protocol makes that safe, and the next
+    run finishes it.
+    """
+
+    name = "compactor"
+
+    def __init__(self, sink: Sink, settings: Settings) -> None:
+        self.sink = sink
+        self.interval = settings.compact_interval_seconds
+        self.lateness = settings.lateness_seconds
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Compact now and every interval until `stopping` is set."""
+        while not stopping.is_set():
+            task = asyncio.create_task(self.run_once(), name="compaction")
+            stop = asyncio.create_task(stopping.wait(), name="compactor-stop")
+            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
+            task.result()
+
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await stopping.wait()
+
+    async def run_once(self) -> CompactionReport | None:
+        """Compact the lake once; failures are logged, never raised, so ingestion goes on."""
+        try:
+            report = await compact_lake(self.sink, now=time.time(), lateness_seconds=self.lateness)
+        except SinkError as exc:
+            logger.warning("compaction skipped: %s", exc)
+            return None
+        except Exception:
+            # A background pass must never take ingestion down; the next pass retries.
+            logger.exception("compaction failed; retrying in %.0f s", self.interval)
+            return None
+        if report.changed or report.failed:
+            for zone, summary in report.zones.items():
+                if summary.hours:
+                    logger.info(
+                        "compaction of %s: %d hours, %d files -> %d, %d rows -> %d",
+                        zone,
+                        summary.hours,
+                        summary.files_before,
+                        summary.files_after,
+                        summary.rows_before,
+                        summary.rows_after,
+                    )
+        return report
+
+
+def format_report(report: CompactionReport) -> str:
+    """Return a run's summary as a table, one line per zone, then what was left alone."""
+    header = "zone       hours  files before  files after   rows before    rows after  duplicates"
+    lines = [header]
+    for zone, s in report.zones.items():
+        duplicates = s.rows_before - s.rows_after
+        lines.append(
+            f"{zone:<9} {s.hours:>6} {s.files_before:>13} {s.files_after:>12}"
+            f" {s.rows_before:>13} {s.rows_after:>13} {duplicates:>11}"
+        )
+    finished = sum(s.finished for s in report.zones.values())
+    if finished:
+        lines.append(f"finished an interrupted compaction: {finished} merged files deleted")
+    lines.append(f"unsealed hours left alone: {report.unsealed}")
+    if report.failed:
+        lines.append(f"failed (left as they were, see the log): {', '.join(report.failed)}")
+
+    return "\n".join(lines)

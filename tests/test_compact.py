@@ -1,0 +1,408 @@
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from hsl_live.capture import RawMessage, parse_line
+from hsl_live.cli import main
+from hsl_live.compact import (
+    COMPACTED_FROM,
+    Compactor,
+    compact_lake,
+    compacted_name,
+    lake_hours,
+)
+from hsl_live.errors import SinkError
+from hsl_live.hfp import Event, decode
+from hsl_live.schema import SCHEMAS, Zone, events_frame, partition_path, raw_frame
+from hsl_live.settings import Settings
+from hsl_live.sink import LocalSink, S3Sink, Sink
+from s3_server import S3Server, s3_server  # noqa: F401 (a fixture, requested by name)
+
+HOUR = datetime(2024, 2, 13, 16, tzinfo=UTC)
+LATENESS = 3600.0
+# Long after HOUR and its lateness window: every hour in these tests is sealed.
+NOW = (HOUR + timedelta(days=1)).timestamp()
+
+
+def _line(received: datetime, veh: int, tst: datetime, *, journey: str = "ongoing") -> bytes:
+    stamp = tst.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    levels = f"{veh:05d}/1052/1/Kamppi/16:00/1130106/5/60;24/19/74/97"
+    topic = f"/hfp/v2/journey/{journey}/vp/bus/0018/{levels}"
+    payload = (
+        f'{{"VP":{{"desi":"52","dir":"1","oper":18,"veh":{veh},"tst":"{stamp}",'
+        f'"tsi":{int(tst.timestamp())},"spd":{veh % 17}.5,"hdg":90,"lat":60.17,"long":24.93,'
+        f'"acc":0.1,"dl":-30,"odo":1200,"drst":0,"oday":"2024-02-13","jrn":1,"line":52,'
+        f'"start":"16:00","loc":"GPS","stop":null,"route":"1052","occu":0}}}}'
+    )
+    received_text = received.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{received_text} {topic} {payload}".encode()
+
+
+def _message(
+    second: int, veh: int = 1, *, delay: float = 0.5, journey: str = "ongoing"
+) -> RawMessage:
+    tst = HOUR + timedelta(seconds=second)
+    message = parse_line(_line(tst + timedelta(seconds=delay), veh, tst, journey=journey))
+    assert message is not None
+    return message
+
+
+def _events(messages: Sequence[RawMessage]) -> list[Event]:
+    events = [decode(m.received_at, m.topic, m.payload) for m in messages]
+    assert all(isinstance(event, Event) for event in events)
+    return [event for event in events if isinstance(event, Event)]
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+async def _put_part(
+    sink: Sink, zone: Zone, frame: pl.DataFrame, seq: int, hour: datetime = HOUR
+) -> str:
+    key = f"{partition_path(zone, hour)}/part-{1707840000000 + seq}-w1-{seq}.parquet"
+    await sink.put(key, _parquet(frame))
+    return key
+
+
+async def _put_processed(sink: Sink, parts: Sequence[Sequence[RawMessage]]) -> None:
+    for seq, messages in enumerate(parts):
+        await _put_part(sink, Zone.PROCESSED, events_frame(_events(messages)), seq)
+
+
+async def _put_raw(sink: Sink, parts: Sequence[Sequence[RawMessage]]) -> None:
+    for seq, messages in enumerate(parts):
+        await _put_part(sink, Zone.RAW, raw_frame(messages), seq)
+
+
+async def _names(sink: Sink, zone: Zone, hour: datetime = HOUR) -> list[str]:
+    keys = await sink.list(f"{partition_path(zone, hour)}/")
+    return [key.rpartition("/")[2] for key in keys]
+
+
+async def _rows(sink: Sink, zone: Zone, hour: datetime = HOUR) -> pl.DataFrame:
+    """Return every row a reader listing the partition sees, in a canonical order."""
+    keys = await sink.list(f"{partition_path(zone, hour)}/")
+    frames = [pl.read_parquet(io.BytesIO(await sink.get(key))) for key in keys]
+    rows = pl.concat(frames)
+    return rows.sort(rows.columns, nulls_last=True)
+
+
+async def _compact(sink: Sink, now: float = NOW) -> None:
+    report = await compact_lake(sink, now=now, lateness_seconds=LATENESS)
+    assert report.failed == []
+
+
+def _spread(count: int, parts: int) -> list[list[RawMessage]]:
+    messages = [_message(second % 3600, veh=1 + second // 3600) for second in range(count)]
+    return [messages[index::parts] for index in range(parts)]
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+async def sink(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sink]:
+    """Yield a lake sink on a local folder or on a moto S3 server."""
+    lake: Sink
+    if request.param == "local":
+        lake = LocalSink(tmp_path / "lake")
+    else:
+        server: S3Server = request.getfixturevalue("s3_server")
+        lake = S3Sink(f"s3://{server.bucket}/lake", endpoint_url=server.url)
+    yield lake
+    await lake.close()
+
+
+class CrashingSink:
+    """A sink that fails every delete after the first `deletes` ones, like a crash would."""
+
+    def __init__(self, inner: Sink, deletes: int) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.deletes = deletes
+
+    async def put(self, key: str, data: bytes) -> None:
+        await self.inner.put(key, data)
+
+    async def list(self, prefix: str) -> list[str]:
+        return await self.inner.list(prefix)
+
+    async def get(self, key: str) -> bytes:
+        return await self.inner.get(key)
+
+    async def delete(self, key: str) -> None:
+        if self.deletes <= 0:
+            raise SinkError(f"simulated crash before deleting {key}")
+        self.deletes -= 1
+        await self.inner.delete(key)
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_compact_lake_keeps_distinct_processed_rows(sink: Sink) -> None:
+    await _put_processed(sink, _spread(300, parts=6))
+    before = await _rows(sink, Zone.PROCESSED)
+
+    await _compact(sink)
+
+    assert len(await _names(sink, Zone.PROCESSED)) == 1
+    after = await _rows(sink, Zone.PROCESSED)
+    assert after.height == 300
+    assert after.equals(before)
+
+
+async def test_compact_lake_keeps_distinct_raw_rows(sink: Sink) -> None:
+    await _put_raw(sink, _spread(200, parts=4))
+    before = await _rows(sink, Zone.RAW)
+
+    await _compact(sink)
+
+    assert len(await _names(sink, Zone.RAW)) == 1
+    assert (await _rows(sink, Zone.RAW)).equals(before)
+
+
+async def test_compact_lake_removes_processed_duplicates_across_parts(sink: Sink) -> None:
+    first = [_message(10), _message(20)]
+    # The same events received again later (a replica or a redelivery) in another part.
+    again = [_message(10, delay=2.0), _message(20, delay=3.0), _message(30)]
+    await _put_processed(sink, [first, again])
+
+    await _compact(sink)
+
+    rows = await _rows(sink, Zone.PROCESSED)
+    assert rows["tst"].to_list() == [HOUR + timedelta(seconds=s) for s in (10, 20, 30)]
+    assert rows["received_at"].to_list()[:2] == [m.received_at for m in first]
+
+
+async def test_compact_lake_keeps_ongoing_and_upcoming_of_same_instant(sink: Sink) -> None:
+    both = [_message(10), _message(10, journey="upcoming")]
+    await _put_processed(sink, [both[:1], both[1:]])
+
+    await _compact(sink)
+
+    rows = await _rows(sink, Zone.PROCESSED)
+    assert sorted(rows["is_ongoing"].to_list()) == [False, True]
+
+
+async def test_compact_lake_removes_repeated_raw_rows(sink: Sink) -> None:
+    messages = [_message(1), _message(2)]
+    # A part uploaded twice under two names (e.g. replayed from a write-ahead log).
+    await _put_raw(sink, [messages, messages, [_message(3)]])
+
+    await _compact(sink)
+
+    assert (await _rows(sink, Zone.RAW)).height == 3
+
+
+async def test_compact_lake_sorts_rows_by_time_column(sink: Sink) -> None:
+    await _put_processed(sink, [[_message(50), _message(5)], [_message(30), _message(1)]])
+
+    await _compact(sink)
+
+    key = (await sink.list(f"{partition_path(Zone.PROCESSED, HOUR)}/"))[0]
+    merged = pl.read_parquet(io.BytesIO(await sink.get(key)))
+    assert merged["tst"].is_sorted()
+    assert merged.height == 4
+
+
+@pytest.mark.parametrize("deletes", [0, 1, 2])
+async def test_compact_lake_rerun_after_interruption_sees_rows_once(
+    sink: Sink, deletes: int
+) -> None:
+    await _put_processed(sink, _spread(90, parts=3))
+    expected = await _rows(sink, Zone.PROCESSED)
+
+    report = await compact_lake(CrashingSink(sink, deletes), now=NOW, lateness_seconds=LATENESS)
+    assert report.failed == [partition_path(Zone.PROCESSED, HOUR)]
+    assert len(await _names(sink, Zone.PROCESSED)) == 4 - deletes
+    await _compact(sink)
+
+    assert len(await _names(sink, Zone.PROCESSED)) == 1
+    assert (await _rows(sink, Zone.PROCESSED)).equals(expected)
+
+
+async def test_compact_lake_rerun_after_interruption_only_finishes_deletes(sink: Sink) -> None:
+    await _put_processed(sink, _spread(90, parts=3))
+    await compact_lake(CrashingSink(sink, 1), now=NOW, lateness_seconds=LATENESS)
+    [compacted] = [name for name in await _names(sink, Zone.PROCESSED) if "compacted" in name]
+
+    report = await compact_lake(sink, now=NOW, lateness_seconds=LATENESS)
+
+    summary = report.zones[Zone.PROCESSED]
+    assert (summary.finished, summary.rows_before) == (2, 0)
+    assert await _names(sink, Zone.PROCESSED) == [compacted]
+
+
+async def test_compact_lake_leaves_unsealed_hours_untouched(sink: Sink) -> None:
+    await _put_processed(sink, _spread(60, parts=3))
+    names = await _names(sink, Zone.PROCESSED)
+    # Half an hour after the hour ended: still inside the one-hour lateness window.
+    now = (HOUR + timedelta(minutes=90)).timestamp()
+
+    report = await compact_lake(sink, now=now, lateness_seconds=LATENESS)
+
+    assert report.unsealed == 1
+    assert await _names(sink, Zone.PROCESSED) == names
+
+
+async def test_compact_lake_folds_late_rows_into_next_compaction(sink: Sink) -> None:
+    await _put_processed(sink, _spread(60, parts=3))
+    await _compact(sink)
+    late = [_message(3599, veh=9), _message(0, veh=1, delay=9.0)]
+    await _put_part(sink, Zone.PROCESSED, events_frame(_events(late)), seq=7)
+    assert len(await _names(sink, Zone.PROCESSED)) == 2
+
+    await _compact(sink)
+
+    rows = await _rows(sink, Zone.PROCESSED)
+    assert len(await _names(sink, Zone.PROCESSED)) == 1
+    assert rows.height == 61
+    assert rows.filter(pl.col("veh") == 9).height == 1
+
+
+async def test_compact_lake_second_run_changes_nothing(sink: Sink) -> None:
+    await _put_processed(sink, _spread(60, parts=3))
+    await _compact(sink)
+    names = await _names(sink, Zone.PROCESSED)
+
+    report = await compact_lake(sink, now=NOW, lateness_seconds=LATENESS)
+
+    assert not report.changed
+    assert await _names(sink, Zone.PROCESSED) == names
+
+
+async def test_compact_lake_merged_schema_equals_parts(sink: Sink, tmp_path: Path) -> None:
+    await _put_processed(sink, _spread(30, parts=2))
+    part = tmp_path / "part.parquet"
+    part.write_bytes(await sink.get((await sink.list("processed/"))[0]))
+
+    await _compact(sink)
+
+    merged = tmp_path / "merged.parquet"
+    merged.write_bytes(await sink.get((await sink.list("processed/"))[0]))
+    assert pl.read_parquet_schema(merged) == dict(SCHEMAS[Zone.PROCESSED])
+    assert _parquet_types(merged) == _parquet_types(part)
+
+
+def _parquet_types(path: Path) -> list[tuple[object, ...]]:
+    query = "select name, type, converted_type, logical_type from parquet_schema(?)"
+    return duckdb.execute(query, [str(path)]).fetchall()
+
+
+async def test_compact_lake_records_inputs_in_metadata(sink: Sink, tmp_path: Path) -> None:
+    await _put_processed(sink, _spread(30, parts=2))
+    parts = await _names(sink, Zone.PROCESSED)
+
+    await _compact(sink)
+
+    [name] = await _names(sink, Zone.PROCESSED)
+    merged = tmp_path / name
+    merged.write_bytes(await sink.get(f"{partition_path(Zone.PROCESSED, HOUR)}/{name}"))
+    assert name == compacted_name(parts)
+    assert json.loads(pl.read_parquet_metadata(merged)[COMPACTED_FROM]) == parts
+
+
+async def test_compact_lake_leaves_hour_with_foreign_schema_alone(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path / "lake")
+    await _put_processed(sink, [[_message(1)]])
+    await _put_part(sink, Zone.PROCESSED, pl.DataFrame({"tst": [1]}), seq=5)
+    names = await _names(sink, Zone.PROCESSED)
+
+    report = await compact_lake(sink, now=NOW, lateness_seconds=LATENESS)
+
+    assert report.failed == [partition_path(Zone.PROCESSED, HOUR)]
+    assert await _names(sink, Zone.PROCESSED) == names
+
+
+async def test_compact_hour_never_deletes_mutually_covering_files(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path / "lake")
+    folder = partition_path(Zone.PROCESSED, HOUR)
+    frames = [events_frame(_events([_message(1)])), events_frame(_events([_message(2)]))]
+    # Two compacted files that each claim to hold the other: neither may be deleted unmerged.
+    names = ["compacted-00000000000000aa.parquet", "compacted-00000000000000bb.parquet"]
+    for frame, name, other in zip(frames, names, reversed(names), strict=True):
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, metadata={COMPACTED_FROM: json.dumps([other])})
+        await sink.put(f"{folder}/{name}", buffer.getvalue())
+
+    await _compact(sink)
+
+    assert (await _rows(sink, Zone.PROCESSED)).height == 2
+
+
+def test_lake_hours_groups_by_zone_and_hour_and_skips_other_files() -> None:
+    folder = partition_path(Zone.RAW, HOUR)
+    keys = [
+        f"{folder}/part-1-w-0.parquet",
+        f"{folder}/.part-1-w-1.parquet.ab12.tmp",
+        f"{folder}/notes.txt",
+        f"{partition_path(Zone.RAW, HOUR + timedelta(hours=1))}/part-2-w-0.parquet",
+        "raw/year=2024/month=13/day=01/hour=00/part-3-w-0.parquet",
+    ]
+
+    hours = lake_hours(keys)
+
+    assert [(h.zone, h.hour, h.names) for h in hours] == [
+        (Zone.RAW, HOUR, ("part-1-w-0.parquet",)),
+        (Zone.RAW, HOUR + timedelta(hours=1), ("part-2-w-0.parquet",)),
+    ]
+
+
+def test_compacted_name_ignores_input_order() -> None:
+    assert compacted_name(["b", "a"]) == compacted_name(["a", "b"]) != compacted_name(["a"])
+
+
+async def test_compactor_compacts_then_stops(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path / "lake")
+    await _put_processed(sink, _spread(30, parts=3))
+    settings = Settings(lake_url=str(tmp_path / "lake"), compact_interval_seconds=3600.0)
+    stopping = asyncio.Event()
+
+    task = asyncio.create_task(Compactor(sink, settings).run(stopping))
+    for _ in range(200):
+        if len(await _names(sink, Zone.PROCESSED)) == 1:
+            break
+        await asyncio.sleep(0.02)
+    stopping.set()
+    async with asyncio.timeout(5):
+        await task
+
+    assert len(await _names(sink, Zone.PROCESSED)) == 1
+
+
+async def test_cli_compact_prints_summary_per_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sink = LocalSink(tmp_path / "lake")
+    await _put_processed(sink, [[_message(1), _message(2)], [_message(2, delay=5.0)]])
+    await _put_raw(sink, [[_message(1)], [_message(2)]])
+
+    status = await asyncio.to_thread(main, ["compact", "--lake-url", str(tmp_path / "lake")])
+
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert out[1].split() == ["raw", "1", "2", "1", "2", "2", "0"]
+    assert out[2].split() == ["processed", "1", "2", "1", "3", "2", "1"]
+    assert out[3].split() == ["rejected", "0", "0", "0", "0", "0", "0"]
+
+
+def test_cli_compact_missing_lake_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["compact", "--lake-url", str(tmp_path / "nowhere")])
+
+    assert status == 2
+    assert f"no lake at {tmp_path / 'nowhere'}" in capsys.readouterr().err
