@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 
-from hsl_live.topic import EVENT_TYPES, TopicError, parse_topic
+from hsl_live.topic import EVENT_TYPES, Topic, TopicError, parse_topic
 
 EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -39,6 +39,8 @@ Int8 = Annotated[int, msgspec.Meta(ge=-(2**7), le=2**7 - 1)]
 Int16 = Annotated[int, msgspec.Meta(ge=-(2**15), le=2**15 - 1)]
 Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+# HFP times are UTC; one without a zone is ambiguous, so it is rejected, not guessed.
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 _PAYLOAD_KEYS = frozenset(name.upper() for name in EVENT_TYPES)
 
@@ -72,7 +74,7 @@ class Event(msgspec.Struct, kw_only=True, gc=False):
     dir: Int8 | None = None
     oper: Int16 | None = None
     veh: Int32 | None = None
-    tst: datetime
+    tst: Timestamp
     tsi: Int64 | None = None
     spd: float | None = None
     hdg: Int16 | None = None
@@ -92,8 +94,8 @@ class Event(msgspec.Struct, kw_only=True, gc=False):
     occu: Int16 | None = None
     seq: Int16 | None = None
     label: str | None = None
-    ttarr: datetime | None = None
-    ttdep: datetime | None = None
+    ttarr: Timestamp | None = None
+    ttdep: Timestamp | None = None
     dr_type: Int8 | None = msgspec.field(default=None, name="dr-type")
     block: Int32 | None = None
     sid: Int32 | None = None
@@ -127,23 +129,6 @@ class Event(msgspec.Struct, kw_only=True, gc=False):
 
 
 EVENT_FIELDS: tuple[str, ...] = Event.__struct_fields__
-_TOPIC_FIELDS = (
-    "topic_prefix",
-    "topic_version",
-    "journey_type",
-    "is_ongoing",
-    "mode",
-    "owner_operator_id",
-    "vehicle_number",
-    "route_id",
-    "direction_id",
-    "headsign",
-    "journey_start_time",
-    "next_stop_id",
-    "geohash_level",
-    "topic_latitude",
-    "topic_longitude",
-)
 
 
 class Rejection(msgspec.Struct, gc=False):
@@ -173,6 +158,9 @@ def decode(received_at: datetime, topic: str, payload: bytes) -> Event | Rejecti
         return Rejection(received_at, topic, payload, reason, str(exc))
     except msgspec.DecodeError as exc:
         return Rejection(received_at, topic, payload, INVALID_JSON, str(exc))
+    except RecursionError:
+        detail = "JSON nested too deeply"
+        return Rejection(received_at, topic, payload, INVALID_JSON, detail)
 
     if len(body) != 1:
         detail = f"expected one event key, got {sorted(body)}"
@@ -187,15 +175,44 @@ def decode(received_at: datetime, topic: str, payload: bytes) -> Event | Rejecti
         detail = f"lat={event.lat} long={event.long} is outside the world"
         return Rejection(received_at, topic, payload, INVALID_COORDINATES, detail)
 
-    for name in _TOPIC_FIELDS:
-        setattr(event, name, getattr(parsed_topic, name))
+    _copy_topic(parsed_topic, event)
     event.received_at = received_at
     event.event_type = key
     event.unique_vehicle_id = parsed_topic.unique_vehicle_id
     if event.sid is None:
         event.sid = parsed_topic.sid
+    if event.tst.tzinfo is not UTC or event.ttarr is not None or event.ttdep is not None:
+        _to_utc(event)
 
     return event
+
+
+def _copy_topic(parsed: Topic, event: Event) -> None:
+    # Plain assignments: about twice as fast as a setattr loop on the hot path.
+    event.topic_prefix = parsed.topic_prefix
+    event.topic_version = parsed.topic_version
+    event.journey_type = parsed.journey_type
+    event.is_ongoing = parsed.is_ongoing
+    event.mode = parsed.mode
+    event.owner_operator_id = parsed.owner_operator_id
+    event.vehicle_number = parsed.vehicle_number
+    event.route_id = parsed.route_id
+    event.direction_id = parsed.direction_id
+    event.headsign = parsed.headsign
+    event.journey_start_time = parsed.journey_start_time
+    event.next_stop_id = parsed.next_stop_id
+    event.geohash_level = parsed.geohash_level
+    event.topic_latitude = parsed.topic_latitude
+    event.topic_longitude = parsed.topic_longitude
+
+
+def _to_utc(event: Event) -> None:
+    """Express times sent with a non-UTC offset in UTC, as the processed zone stores them."""
+    event.tst = event.tst.astimezone(UTC)
+    if event.ttarr is not None:
+        event.ttarr = event.ttarr.astimezone(UTC)
+    if event.ttdep is not None:
+        event.ttdep = event.ttdep.astimezone(UTC)
 
 
 def _is_missing_tst(error: str) -> bool:

@@ -14,8 +14,16 @@ EVENT_TYPES = frozenset(
 )
 
 _VERSION = re.compile(r"v\d+|dev")
-_START_TIME = re.compile(r"\d\d:\d\d")
-_MODE = re.compile(r"[a-z]*")
+_COMMON_VERSIONS = frozenset({"v1", "v2"})
+_V2_LEVELS = (
+    "journey type",
+    "temporal type",
+    "event type",
+    "transport mode",
+    "operator id",
+    "vehicle number",
+)
+_V1_LEVELS = (*_V2_LEVELS[:2], *_V2_LEVELS[3:])
 
 
 class TopicError(ValueError):
@@ -56,15 +64,12 @@ def parse_topic(topic: str) -> Topic:
     """
     levels = topic.split("/")
     version_at = _version_index(levels)
-    prefix = "/".join(levels[:version_at]) + "/"
     version = levels[version_at]
     rest = levels[version_at + 1 :]
-    has_event_level = version != "v1"
-    fixed = 6 if has_event_level else 5
+    names = _V1_LEVELS if version == "v1" else _V2_LEVELS
+    fixed = len(names)
     if len(rest) < fixed:
-        raise TopicError(
-            f"topic has {len(rest)} levels after the version, expected at least {fixed}"
-        )
+        raise TopicError(f"topic ends before its {names[len(rest)]} level")
 
     journey_type, temporal = rest[0], rest[1]
     if journey_type not in JOURNEY_TYPES:
@@ -72,33 +77,48 @@ def parse_topic(topic: str) -> Topic:
     if temporal not in TEMPORAL_TYPES:
         raise TopicError(f"unknown temporal type {temporal!r}")
     event_type = None
-    if has_event_level:
+    if fixed == 6:
         event_type = rest[2]
         if event_type not in EVENT_TYPES:
             raise TopicError(f"unknown event type {event_type!r}")
         event_type = event_type.upper()
 
     mode, operator, vehicle = rest[fixed - 3 : fixed]
-    if not _MODE.fullmatch(mode):
+    if mode and not (mode.isascii() and mode.isalpha() and mode.islower()):
         raise TopicError(f"malformed transport mode {mode!r}")
-    parsed = Topic(
-        topic_prefix=prefix,
-        topic_version=version,
-        journey_type=journey_type,
-        is_ongoing=temporal == "ongoing",
-        event_type=event_type,
-        mode=mode or None,
-        owner_operator_id=_integer(operator, "operator id", 9999),
-        vehicle_number=_integer(vehicle, "vehicle number", 99999),
-    )
+    prefix = "/".join(levels[:version_at]) + "/"
+    owner_operator_id = _integer(operator, "operator id", 9999)
+    vehicle_number = _integer(vehicle, "vehicle number", 99999)
     trip = rest[fixed:]
-    if len(trip) >= 6:
-        _parse_trip(parsed, trip)
+    if len(trip) < 6:
+        return Topic(
+            prefix,
+            version,
+            journey_type,
+            temporal == "ongoing",
+            event_type,
+            mode or None,
+            owner_operator_id,
+            vehicle_number,
+        )
 
-    return parsed
+    return Topic(
+        prefix,
+        version,
+        journey_type,
+        temporal == "ongoing",
+        event_type,
+        mode or None,
+        owner_operator_id,
+        vehicle_number,
+        *_trip_levels(trip),
+    )
 
 
 def _version_index(levels: list[str]) -> int:
+    # Fast path for the usual `/hfp/v2/…`; anything else searches like HSL's parser.
+    if len(levels) > 2 and levels[1] == "hfp" and levels[2] in _COMMON_VERSIONS:
+        return 2
     for index in range(1, len(levels)):
         if _VERSION.fullmatch(levels[index]):
             return index
@@ -106,33 +126,56 @@ def _version_index(levels: list[str]) -> int:
 
 
 def _integer(text: str, what: str, limit: int) -> int:
-    if not text.isdigit() or not text.isascii() or int(text) > limit:
+    if not text.isascii() or not text.isdigit() or int(text) > limit:
         raise TopicError(f"{what} must be a number up to {limit}, got {text!r}")
     return int(text)
 
 
-def _parse_trip(parsed: Topic, trip: list[str]) -> None:
+_TripLevels = tuple[
+    str | None,
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+    float | None,
+    float | None,
+    int | None,
+]
+
+
+def _trip_levels(trip: list[str]) -> _TripLevels:
+    """Return route, direction, headsign, start, next stop, geohash level, lat, lon, sid."""
     route, direction, *tail = trip
     headsign, tail = _split_headsign(tail)
     start, next_stop, level, *geohash = tail + [""] * max(0, 3 - len(tail))
 
-    parsed.route_id = route or None
-    parsed.direction_id = _integer(direction, "direction id", 9) if direction else None
-    parsed.headsign = headsign or None
-    parsed.journey_start_time = start or None
-    parsed.next_stop_id = next_stop or None
-    parsed.geohash_level = _integer(level, "geohash level", 9) if level else None
-    parsed.topic_latitude, parsed.topic_longitude = _geohash_position(geohash[:4])
-    if len(geohash) > 4 and geohash[4]:
-        parsed.sid = _integer(geohash[4], "junction id", 2**31 - 1)
+    lat, lon = _geohash_position(geohash[:4])
+    sid = geohash[4] if len(geohash) > 4 else ""
+
+    return (
+        route or None,
+        _integer(direction, "direction id", 9) if direction else None,
+        headsign or None,
+        start or None,
+        next_stop or None,
+        _integer(level, "geohash level", 9) if level else None,
+        lat,
+        lon,
+        _integer(sid, "junction id", 2**31 - 1) if sid else None,
+    )
+
+
+def _is_start_time(text: str) -> bool:
+    return len(text) == 5 and text[2] == ":" and text[:2].isdecimal() and text[3:].isdecimal()
 
 
 def _split_headsign(tail: list[str]) -> tuple[str, list[str]]:
     # A headsign may itself contain '/', which shifts every later level; the
     # start time (HH:mm) that follows it is the anchor to find where it ends.
-    if len(tail) > 1 and not _START_TIME.fullmatch(tail[1]):
+    if len(tail) > 1 and not _is_start_time(tail[1]):
         for index in range(2, len(tail)):
-            if _START_TIME.fullmatch(tail[index]):
+            if _is_start_time(tail[index]):
                 return "/".join(tail[:index]), tail[index:]
     return tail[0], tail[1:]
 
@@ -140,20 +183,31 @@ def _split_headsign(tail: list[str]) -> tuple[str, list[str]]:
 def _geohash_position(cells: list[str]) -> tuple[float | None, float | None]:
     """Rebuild the 3-decimal position from HSL's home-made geohash levels.
 
-    `60;24/19/85/93` is lat 60.189, lon 24.953; `0////` means no position.
+    `60;24/19/85/93` is lat 60.189, lon 24.953; `0////` means no position. The
+    digits are joined as text, so negative whole degrees keep their sign.
     """
     if not cells or ";" not in cells[0]:
         return None, None
     whole_lat, _, whole_lon = cells[0].partition(";")
-    try:
-        lat, lon = float(int(whole_lat)), float(int(whole_lon))
-    except ValueError:
+    if not (_is_whole_degree(whole_lat) and _is_whole_degree(whole_lon)):
         return None, None
-    scale = 0.1
-    for cell in cells[1:4]:
-        if len(cell) != 2 or not cell.isdigit():
+    digits = _leading_cells(cells[1:4])
+
+    lat = float(f"{whole_lat}.{digits[0::2]}")
+    lon = float(f"{whole_lon}.{digits[1::2]}")
+    return lat, lon
+
+
+def _leading_cells(cells: list[str]) -> str:
+    """Return the digits of the well-formed two-digit cells before the first bad one."""
+    digits = ""
+    for cell in cells:
+        if len(cell) != 2 or not cell.isascii() or not cell.isdigit():
             break
-        lat += int(cell[0]) * scale
-        lon += int(cell[1]) * scale
-        scale /= 10
-    return round(lat, 3), round(lon, 3)
+        digits += cell
+    return digits
+
+
+def _is_whole_degree(text: str) -> bool:
+    digits = text[1:] if text.startswith("-") else text
+    return 0 < len(digits) <= 3 and digits.isascii() and digits.isdigit()
