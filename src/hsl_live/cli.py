@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsl_live import __version__
+from hsl_live import __version__, athena, query
 from hsl_live.clock import Clock
 from hsl_live.compact import CompactionReport, compact_lake, format_report
 from hsl_live.errors import HslLiveError
@@ -71,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
 
     _command(commands, "compact", _compact, "merge each sealed lake hour into one file per zone")
 
+    run_query = _command(commands, "query", _query, "run a view or SQL on the local lake (DuckDB)")
+    run_query.add_argument(
+        "sql", nargs="?", metavar="NAME_OR_SQL", help="a view name, or SQL in Athena's dialect"
+    )
+    run_query.add_argument("--format", choices=query.FORMATS, default="table")
+    run_query.add_argument("--limit", type=int, default=None, help="print at most this many rows")
+
+    ddl = _command(commands, "athena-ddl", _athena_ddl, "print the Athena tables and views")
+    ddl.add_argument("--location", help="the lake on S3, s3://bucket/prefix (default: lake URL)")
+    ddl.add_argument("--database", default=athena.DEFAULT_DATABASE)
+    ddl.add_argument("--start-year", type=int, default=None, help="first projected year")
+    ddl.add_argument("--out", type=Path, help="write one NN-name.sql file per statement here")
+
     return parser
 
 
@@ -125,6 +138,36 @@ async def _compact_lake(settings: Settings) -> CompactionReport:
         return await compact_lake(sink, now=time.time(), lateness_seconds=settings.lateness_seconds)
     finally:
         await sink.close()
+
+
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sql is None:
+        print("\n".join(query.load_views()))
+        return 0
+    if settings.is_s3:
+        raise HslLiveError(
+            f"hsl-live query reads a local lake, and the lake URL is {settings.lake_url}; "
+            "query it with Athena (hsl-live athena-ddl) or pass --lake-url with a local copy"
+        )
+    result = query.run_query(Path(settings.lake_url), args.sql, args.limit)
+    print(query.format_result(result, args.format))
+    return 0
+
+
+def _athena_ddl(args: argparse.Namespace, settings: Settings) -> int:
+    location = args.location or (settings.lake_url if settings.is_s3 else None)
+    if location is None:
+        raise HslLiveError("--location s3://bucket/prefix is required when the lake is local")
+    statements = athena.render_statements(location, args.database, args.start_year)
+    if args.out is None:
+        print("\n".join(sql for _, sql in statements), end="")
+        return 0
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for number, (name, sql) in enumerate(statements, start=1):
+        (args.out / f"{number:02d}-{name}.sql").write_text(sql, encoding="utf-8")
+    print(f"wrote {len(statements)} statements to {args.out}")
+    return 0
 
 
 def assemble(settings: Settings, source: Source, clock: Clock, *, serve: bool) -> Pipeline:
