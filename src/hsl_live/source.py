@@ -1,0 +1,466 @@
+"""Receive messages from the MQTT broker with aiomqtt, reconnecting forever.
+
+aiomqtt's own message iterator costs a task, a queue hand-off and two wrapper
+objects per message, and paho reads each packet with three or four `recv` calls.
+At the full HSL feed (delivered several times over) that is most of a core, so
+the receive path here keeps aiomqtt for connecting, subscribing and keepalive but
+reads the socket through a buffer and turns each PUBLISH straight into a
+RawMessage in a bounded list that the pipeline takes in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiomqtt
+import msgspec
+import paho.mqtt.client as paho
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from hsl_live.capture import RawMessage
+from hsl_live.errors import SettingsError
+from hsl_live.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 15.0
+OPERATION_TIMEOUT_SECONDS = 10.0
+KEEPALIVE_SECONDS = 30
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+BATCH = 5000
+READS_PER_TURN = 16
+READ_SIZE = 1 << 18
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
+
+
+class Endpoint(msgspec.Struct, frozen=True):
+    """Where and how to connect, taken apart from `mqtt_url`."""
+
+    url: str
+    host: str
+    port: int
+    transport: Literal["tcp", "websockets"]
+    tls: bool
+    ws_path: str
+
+    @classmethod
+    def parse(cls, url: str, ws_path: str = "/") -> Endpoint:
+        """Split an mqtt://, mqtts://, ws:// or wss:// URL; a path in a ws URL wins."""
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise SettingsError(f"MQTT URL must be mqtt://, mqtts://, ws:// or wss://, got {url!r}")
+        websockets = parts.scheme in ("ws", "wss")
+        return cls(
+            url=url,
+            host=parts.hostname,
+            port=parts.port or DEFAULT_PORTS[parts.scheme],
+            transport="websockets" if websockets else "tcp",
+            tls=parts.scheme in ("mqtts", "wss"),
+            ws_path=(parts.path or ws_path) if websockets else ws_path,
+        )
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Return a context that verifies the broker: system CAs, or only `ca_file` if given."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(f"cannot load MQTT CA file {ca_file!r}: {exc}") from exc
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter; `reset()` after a success."""
+
+    def __init__(self, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS):
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        """Return the next wait in seconds, between a tenth of the base and the cap."""
+        ceiling = min(self.cap, self.base * 2**self.attempt)
+        self.attempt = min(self.attempt + 1, 32)
+        return max(self.base / 10, random.uniform(0, ceiling))
+
+    def reset(self) -> None:
+        """Start again from the base delay."""
+        self.attempt = 0
+
+
+class SourceStats(msgspec.Struct):
+    """Connection and receive counters since start."""
+
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    failures: int = 0
+    messages: int = 0
+    dropped: int = 0
+    queued: int = 0
+
+
+class MqttSource:
+    """Subscribe to `settings.topics` and yield what the broker delivers, in batches.
+
+    Connection problems never end the source: it logs each change of state once,
+    waits a jittered, growing delay and connects again, resubscribing every time.
+    At most `settings.mqtt_queue_size` received messages wait for the pipeline;
+    beyond that new ones are dropped and counted in `stats.dropped`.
+    """
+
+    def __init__(self, settings: Settings, *, qos: int = 0) -> None:
+        self.endpoint = Endpoint.parse(settings.mqtt_url, settings.mqtt_ws_path)
+        self.topics = settings.topics
+        self.client_id = settings.mqtt_client_id
+        self.qos = qos
+        self.limit = settings.mqtt_queue_size
+        self.stats = SourceStats()
+        self._tls = tls_context(settings.mqtt_ca_file) if self.endpoint.tls else None
+        self._pending: list[RawMessage] = []
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stamp = datetime.now(UTC)
+
+    @property
+    def connected(self) -> bool:
+        """Return whether a session with the broker is up and subscribed."""
+        return self.stats.connected
+
+    def stop(self) -> None:
+        """Disconnect; `batches()` then yields what it already holds and ends."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def batches(self) -> AsyncIterator[list[RawMessage]]:
+        """Yield received messages in batches of at most BATCH until stopped."""
+        connection = asyncio.create_task(self._connect_forever(), name="mqtt-connection")
+        connection.add_done_callback(lambda _: self._wake.set())
+        try:
+            while True:
+                await asyncio.sleep(0)  # let the socket reader run between batches
+                if self._pending:
+                    yield self._take()
+                elif connection.done():
+                    connection.result()
+                    return
+                else:
+                    await self._wake.wait()
+                    self._wake.clear()
+        finally:
+            self._stopping.set()
+            if not connection.done():
+                connection.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection
+
+    def _take(self) -> list[RawMessage]:
+        pending = self._pending
+        if len(pending) <= BATCH:
+            self._pending = []
+            return pending
+        batch = pending[:BATCH]
+        del pending[:BATCH]
+        return batch
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the connection and receive counters for /metrics."""
+        stats = self.stats
+        connected = GaugeMetricFamily(
+            "hsl_live_mqtt_connected", "1 while subscribed to the broker, else 0"
+        )
+        connected.add_metric([], int(stats.connected))
+        yield connected
+
+        counters = (
+            ("hsl_live_mqtt_connects", "Successful connections to the broker", stats.connects),
+            ("hsl_live_mqtt_reconnects", "Connections after the first", stats.reconnects),
+            ("hsl_live_mqtt_connect_failures", "Failed or lost connections", stats.failures),
+            ("hsl_live_mqtt_messages", "Messages received from the broker", stats.messages),
+            ("hsl_live_mqtt_dropped", "Messages dropped because the queue was full", stats.dropped),
+        )
+        for name, help_text, value in counters:
+            counter = CounterMetricFamily(name, help_text)
+            counter.add_metric([], value)
+            yield counter
+
+        depth = GaugeMetricFamily("hsl_live_mqtt_queue_depth", "Messages waiting for the pipeline")
+        depth.add_metric([], len(self._pending))
+        yield depth
+
+    async def _connect_forever(self) -> None:
+        backoff = Backoff()
+        last_problem = ""
+        logger.info("connecting to %s", self.endpoint.url)
+        while not self._stopping.is_set():
+            try:
+                await self._session(backoff)
+                problem = "broker closed the connection"
+            except aiomqtt.MqttError as exc:
+                problem = str(exc) or type(exc).__name__
+            except (TimeoutError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            was_connected = self.stats.connected
+            self.stats.connected = False
+            if self._stopping.is_set():
+                break
+
+            self.stats.failures += 1
+            delay = backoff.next_delay()
+            if was_connected:
+                logger.warning("connection lost: %s; retrying in %.1f s", problem, delay)
+            elif problem != last_problem:
+                logger.warning("cannot connect: %s; retrying in %.1f s", problem, delay)
+            else:
+                logger.debug("cannot connect: %s; retrying in %.1f s", problem, delay)
+            last_problem = problem
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+            if was_connected and not self._stopping.is_set():
+                logger.info("connecting to %s", self.endpoint.url)
+        logger.info("disconnected from %s", self.endpoint.url)
+
+    async def _session(self, backoff: Backoff) -> None:
+        client = self._client()
+        reader = _FastReader(client, self._accept, self._on_message, self._set_stamp)
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await stack.enter_async_context(client)
+                reader.install()
+                for topic in self.topics:
+                    await client.subscribe(topic, qos=self.qos)
+
+            self.stats.connects += 1
+            if self.stats.connects > 1:
+                self.stats.reconnects += 1
+            self.stats.connected = True
+            backoff.reset()
+            logger.info(
+                "connected to %s, subscribed to %s", self.endpoint.url, ", ".join(self.topics)
+            )
+            await reader.wait_closed(self._stopping)
+
+    def _client(self) -> aiomqtt.Client:
+        endpoint = self.endpoint
+        return aiomqtt.Client(
+            endpoint.host,
+            endpoint.port,
+            identifier=self.client_id,
+            transport=endpoint.transport,
+            websocket_path=endpoint.ws_path if endpoint.transport == "websockets" else None,
+            tls_context=self._tls,
+            keepalive=KEEPALIVE_SECONDS,
+            timeout=OPERATION_TIMEOUT_SECONDS,
+            clean_session=True,
+        )
+
+    def _set_stamp(self) -> None:
+        self._stamp = datetime.now(UTC)
+
+    def _accept(self, topic: str, payload: bytes) -> None:
+        self.stats.messages += 1
+        pending = self._pending
+        if len(pending) >= self.limit:
+            self.stats.dropped += 1
+            return
+        if not pending:
+            self._wake.set()
+        pending.append(RawMessage(self._stamp, topic, payload))
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        """Take a QoS 1 or 2 message, which paho decodes and acknowledges."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = message._topic.decode("utf-8", "replace")
+        self._accept(topic, bytes(message.payload))
+
+
+class _FastReader:
+    """Own a connected aiomqtt client's socket and take QoS 0 PUBLISH packets off it.
+
+    After the CONNACK, this reader replaces aiomqtt's, reads the socket in large
+    chunks and splits them into MQTT packets itself. A QoS 0 PUBLISH (the whole
+    feed) becomes a message right here; every other packet (SUBACK, PINGRESP,
+    QoS 1/2 PUBLISH) is handed to paho unchanged, so the protocol stays paho's.
+
+    This reaches into aiomqtt 2.x (`_client`, `_disconnected`) and paho 2.x
+    (`_create_socket`, `_last_bytes_received`) and assumes MQTT 3.1.1 packets;
+    pyproject.toml pins both below their next major version, and the source's
+    tests run against a real broker, so a change there fails loudly.
+    """
+
+    def __init__(
+        self,
+        client: aiomqtt.Client,
+        accept: Callable[[str, bytes], None],
+        on_message: Callable[[paho.Client, Any, paho.MQTTMessage], None],
+        on_turn: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.paho = client._client
+        self.accept = accept
+        self.on_turn = on_turn
+        self.loop = asyncio.get_running_loop()
+        self._socket: _SplitSocket | None = None
+        self._rest = b""
+        create_socket = self.paho._create_socket
+
+        def split() -> Any:
+            self._socket = _SplitSocket(create_socket())
+            return self._socket
+
+        self.paho._create_socket = split  # type: ignore[method-assign]
+        self.paho.on_message = on_message
+
+    def install(self) -> None:
+        """Take over reading from aiomqtt; call once the broker has accepted the connection."""
+        sock = self._socket
+        if sock is None or self.paho.socket() is None:
+            raise aiomqtt.MqttError("connection closed while connecting")
+        sock.split = True
+        fileno = sock.fileno()
+        self.loop.remove_reader(fileno)
+        self.loop.add_reader(fileno, self._on_readable)
+
+    async def wait_closed(self, stopping: asyncio.Event) -> None:
+        """Return when `stopping` is set; raise the connection's error if it drops first."""
+        disconnected = self.client._disconnected
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await asyncio.wait((disconnected, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if disconnected.done():
+            error = disconnected.exception()
+            raise error if error is not None else aiomqtt.MqttError("disconnected")
+
+    def _on_readable(self) -> None:
+        sock = self._socket
+        if sock is None or self.paho.socket() is None:
+            return
+        self.on_turn()
+        try:
+            for _ in range(READS_PER_TURN):
+                data = sock.read()
+                if data is None:
+                    break
+                self._split(data)
+                if not data:
+                    break
+            else:
+                # More may be waiting than one turn should take: continue after others ran.
+                self.loop.call_soon(self._on_readable)
+            self.paho._last_bytes_received = time.monotonic()
+            while sock.for_paho() and self.paho.loop_read() == paho.MQTT_ERR_SUCCESS:
+                pass
+        except Exception as exc:  # a broken connection surfaces in wait_closed()
+            if not self.client._disconnected.done():
+                self.client._disconnected.set_exception(exc)
+
+    def _split(self, data: bytes) -> None:
+        """Split bytes into MQTT packets; an empty `data` (end of stream) goes to paho."""
+        sock = self._socket
+        assert sock is not None
+        if not data:
+            sock.give_paho(b"")
+            return
+        buf = self._rest + data if self._rest else data
+        size, pos, accept = len(buf), 0, self.accept
+        while size - pos >= 2:
+            length, multiplier, index = 0, 1, pos + 1
+            while index < size and buf[index] & 0x80:
+                length += (buf[index] & 0x7F) * multiplier
+                multiplier *= 128
+                index += 1
+            if index >= size:
+                break
+            length += buf[index] * multiplier
+            start, end = index + 1, index + 1 + length
+            if end > size:
+                break
+            if buf[pos] & 0xF6 == 0x30:  # PUBLISH at QoS 0; retain and dup flags do not matter
+                topic_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+                try:
+                    topic = buf[start + 2 : topic_end].decode()
+                except UnicodeDecodeError:
+                    # Kept (and later rejected as a malformed topic) rather than lost unseen.
+                    topic = buf[start + 2 : topic_end].decode("utf-8", "replace")
+                accept(topic, buf[topic_end:end])
+            else:
+                sock.give_paho(buf[pos:end])
+            pos = end
+        self._rest = buf[pos:]
+
+
+class _SplitSocket:
+    """The client's socket, shared by paho (before and beside the fast reader) and the reader.
+
+    Until `split` is set, paho reads the network directly. After that only the
+    fast reader does, and paho's `recv` is served the packets it was handed; an end
+    of stream or a socket error is passed on to paho so that it notices the loss.
+    """
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.split = False
+        self._paho = bytearray()
+        self._closed = False
+        self._error: OSError | None = None
+
+    def read(self) -> bytes | None:
+        """Return what the network has (b"" at its end), or None when nothing is waiting."""
+        try:
+            data: bytes = self._sock.recv(READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError as exc:
+            self._error = exc
+            return b""
+        return data
+
+    def give_paho(self, packet: bytes) -> None:
+        """Queue a packet for paho; an empty one marks the end of the stream."""
+        if packet:
+            self._paho += packet
+        else:
+            self._closed = True
+
+    def for_paho(self) -> bool:
+        """Return whether paho has a packet, an error or the end of the stream to read."""
+        return bool(self._paho) or self._closed
+
+    def recv(self, size: int) -> bytes:
+        """Serve paho: the network before the split, its handed packets after."""
+        if not self.split:
+            data: bytes = self._sock.recv(size)
+            return data
+        if self._paho:
+            chunk = bytes(self._paho[:size])
+            del self._paho[:size]
+            return chunk
+        if self._error is not None:
+            raise self._error
+        if self._closed:
+            return b""
+        raise BlockingIOError
+
+    def pending(self) -> int:
+        """Return how many bytes paho can read without waiting for the network."""
+        if self.split:
+            return len(self._paho)
+        inner = getattr(self._sock, "pending", None)
+        return inner() if inner is not None else 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
