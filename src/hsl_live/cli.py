@@ -15,10 +15,13 @@ from hsl_live import __version__, athena, query
 from hsl_live.clock import Clock
 from hsl_live.compact import CompactionReport, compact_lake, format_report
 from hsl_live.errors import HslLiveError
+from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline, Source, install_signal_handlers
 from hsl_live.replay import ReplaySource
+from hsl_live.server import attach_web
 from hsl_live.settings import Settings, load_settings
 from hsl_live.sink import open_sink
+from hsl_live.store import VehicleStore
 
 logger = logging.getLogger("hsl_live")
 
@@ -67,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible (default)",
+    )
+    replay.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep serving the map and API after the input ends, until SIGINT/SIGTERM",
     )
 
     _command(commands, "compact", _compact, "merge each sealed lake hour into one file per zone")
@@ -117,7 +125,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         raise HslLiveError(f"no such capture file: {', '.join(missing)}")
 
     source = ReplaySource(args.files, speed=args.speed)
-    pipeline = assemble(settings, source, Clock(replay=True), serve=False)
+    pipeline = assemble(settings, source, Clock(replay=True), serve=True)
+    pipeline.serve_after_input = args.serve
     asyncio.run(_run(pipeline))
     print(_summary(pipeline, source))
     return 0
@@ -175,7 +184,18 @@ def assemble(settings: Settings, source: Source, clock: Clock, *, serve: bool) -
 
     `serve` starts the HTTP server (map, SSE, API) beside ingestion.
     """
-    pipeline = Pipeline(settings, source, clock)
+    lake = Lake(settings)
+    store = VehicleStore(
+        clock,
+        stale_seconds=settings.stale_seconds,
+        trail_points=settings.trail_points,
+        ring_size=settings.resume_changes,
+    )
+    pipeline = Pipeline(settings, lake.recovering(source), clock, lake=lake, live=store)
+    pipeline.metrics.register(lake.collect)
+    pipeline.metrics.register(store.collect)
+    if serve:
+        attach_web(pipeline, store)
     return pipeline
 
 

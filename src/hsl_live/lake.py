@@ -1,0 +1,274 @@
+"""The lake writer: buffers rows, writes Parquet files to the sink, survives sink failures.
+
+Ingest hands every distinct message, event and rejection to `Lake` on the event
+loop; that only appends to a buffer and to the write-ahead log. A timer seals old
+buffers, a writer task encodes sealed batches in a thread and delivers them to the
+sink (or the spool while the sink fails), and the uploader empties the spool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from hsl_live.batcher import Batch, Batcher, FlushReason, encode
+from hsl_live.capture import RawMessage
+from hsl_live.errors import SinkError
+from hsl_live.hfp import Event, Rejection
+from hsl_live.pipeline import Source
+from hsl_live.schema import Zone, hour_of
+from hsl_live.settings import Settings
+from hsl_live.sink import Sink, open_sink
+from hsl_live.spool import Spool
+from hsl_live.wal import WriteAheadLog
+
+logger = logging.getLogger(__name__)
+
+TIMER_MAX_SECONDS = 1.0
+QUEUE_POLL_SECONDS = 0.25
+
+
+@dataclass
+class LakeStats:
+    """What the lake wrote since start, per zone; files count once, in sink or spool."""
+
+    rows: Counter[str] = field(default_factory=Counter)
+    files: Counter[str] = field(default_factory=Counter)
+    bytes: Counter[str] = field(default_factory=Counter)
+    flushes: Counter[str] = field(default_factory=Counter)
+    encode_errors: int = 0
+
+
+@dataclass
+class _Cycle:
+    seconds: float = 0.0
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    spooled: int = 0
+
+
+class Lake:
+    """Raw, processed and rejected zones written as hourly-partitioned Parquet files."""
+
+    name = "lake"
+
+    def __init__(self, settings: Settings, sink: Sink | None = None) -> None:
+        self.settings = settings
+        self.sink = sink if sink is not None else open_sink(settings)
+        spool_dir = Path(settings.spool_dir)
+        self.spool = Spool(spool_dir / "files", self.sink)
+        self.wal = WriteAheadLog(spool_dir / "wal", self._oldest_needed)
+        self.batcher = Batcher(settings.flush_rows, settings.flush_seconds, settings.writer_id)
+        self.stats = LakeStats()
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue()
+        self._in_flight: dict[str, int] = {}
+        self._segment = 0
+        self._cycle = _Cycle()
+
+    @property
+    def writable(self) -> bool:
+        """Return whether the sink accepted the last write (else files are spooling)."""
+        return not self.spool.failing
+
+    def add_raw(self, message: RawMessage) -> None:
+        """Log and buffer a distinct message; events and rejections of it follow."""
+        self._segment = self.wal.append(message)
+        self._add(Zone.RAW, hour_of(message.received_at), message, message.received_at)
+
+    def add_event(self, event: Event) -> None:
+        """Buffer an event in the hour of its `tst`."""
+        self._add(Zone.PROCESSED, hour_of(event.tst), event, event.received_at)
+
+    def add_rejected(self, rejection: Rejection) -> None:
+        """Buffer a rejection in the hour it was received."""
+        self._add(Zone.REJECTED, hour_of(rejection.received_at), rejection, rejection.received_at)
+
+    def recovering(self, source: Source) -> Source:
+        """Return a source that first yields what the write-ahead log kept from a crash."""
+        return RecoveringSource(self.wal, source)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Run the flush timer, the writer, the uploader and the log until stopping."""
+        await self._open()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._timer(stopping), name="lake-timer")
+                group.create_task(self._writer(stopping), name="lake-writer")
+                group.create_task(self.spool.run(stopping), name="lake-uploader")
+                group.create_task(self.wal.run(stopping), name="lake-wal")
+        finally:
+            await self.wal.close()
+            await self.sink.close()
+
+    async def drain(self) -> None:
+        """Seal every buffer and return once each file is in the sink or the spool."""
+        for batch in self.batcher.seal_all():
+            self._enqueue(batch)
+        while not self._queue.empty():
+            await self._write(self._queue.get_nowait())
+            self._queue.task_done()
+        await self._queue.join()
+        self._log_cycle()
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the lake's counters and gauges for /metrics."""
+        stats = self.stats
+        for name, help_text, values in (
+            ("hsl_live_lake_rows_written", "Rows written, by zone", stats.rows),
+            ("hsl_live_lake_files_written", "Files written, by zone", stats.files),
+            ("hsl_live_lake_bytes_written", "Parquet bytes written, by zone", stats.bytes),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=["zone"])
+            for zone in Zone:
+                family.add_metric([zone.value], values[zone.value])
+            yield family
+
+        flushes = CounterMetricFamily(
+            "hsl_live_lake_flushes", "Buffers sealed, by reason", labels=["reason"]
+        )
+        for reason in FlushReason:
+            flushes.add_metric([reason.value], stats.flushes[reason.value])
+        yield flushes
+
+        spool = self.spool
+        yield _counter(
+            "hsl_live_lake_upload_errors", "Failed sink writes", spool.stats.upload_errors
+        )
+        yield _counter("hsl_live_lake_encode_errors", "Batches that failed", stats.encode_errors)
+        yield _gauge("hsl_live_lake_spool_files", "Files waiting for the sink", spool.files)
+        yield _gauge("hsl_live_lake_spool_bytes", "Bytes waiting for the sink", spool.pending_bytes)
+        yield _gauge(
+            "hsl_live_lake_buffered_rows", "Rows not yet sealed", self.batcher.buffered_rows
+        )
+        yield _gauge(
+            "hsl_live_lake_writable", "1 while the sink accepts writes", int(self.writable)
+        )
+
+    def _add(self, zone: Zone, hour: datetime, row: Any, received_at: datetime) -> None:
+        batch = self.batcher.add(zone, hour, row, received_at, self._segment)
+        if batch is not None:
+            self._enqueue(batch)
+
+    def _enqueue(self, batch: Batch) -> None:
+        self._in_flight[batch.key] = batch.wal_segment
+        self.stats.flushes[batch.reason.value] += 1
+        self._queue.put_nowait(batch)
+
+    def _oldest_needed(self) -> int | None:
+        buffered = self.batcher.oldest_segment()
+        segments = [*self._in_flight.values(), *([] if buffered is None else [buffered])]
+
+        return min(segments, default=None)
+
+    async def _open(self) -> None:
+        logger.info("lake: writing to %s, spooling in %s", self.sink.url, self.settings.spool_dir)
+        await self.spool.open()
+        try:
+            await self.sink.check()
+        except SinkError as exc:
+            self.spool.mark_failing(exc)
+
+    async def _timer(self, stopping: asyncio.Event) -> None:
+        tick = min(TIMER_MAX_SECONDS, self.settings.flush_seconds / 4)
+        while not stopping.is_set():
+            try:
+                async with asyncio.timeout(tick):
+                    await stopping.wait()
+            except TimeoutError:
+                for batch in self.batcher.expired():
+                    self._enqueue(batch)
+
+    async def _writer(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                async with asyncio.timeout(QUEUE_POLL_SECONDS):
+                    batch = await self._queue.get()
+            except TimeoutError:
+                continue
+            try:
+                await self._write(batch)
+            finally:
+                self._queue.task_done()
+            if self._queue.empty():
+                self._log_cycle()
+
+    async def _write(self, batch: Batch) -> None:
+        started = time.monotonic()
+        try:
+            data = await asyncio.to_thread(encode, batch.zone, batch.rows)
+        except Exception:
+            # The rows stay in the write-ahead log (their segment stays in flight).
+            self.stats.encode_errors += 1
+            logger.exception("cannot encode %s; its rows stay in the write-ahead log", batch.key)
+            return
+        in_sink = await self.spool.deliver(batch.key, data)
+        del self._in_flight[batch.key]
+
+        zone, stats, cycle = batch.zone.value, self.stats, self._cycle
+        stats.rows[zone] += len(batch.rows)
+        stats.files[zone] += 1
+        stats.bytes[zone] += len(data)
+        cycle.files += 1
+        cycle.rows += len(batch.rows)
+        cycle.bytes += len(data)
+        cycle.spooled += not in_sink
+        cycle.seconds += time.monotonic() - started
+
+    def _log_cycle(self) -> None:
+        cycle = self._cycle
+        if cycle.files:
+            logger.info(
+                "lake: wrote %d files, %d rows, %d bytes (%d spooled) in %.2f s",
+                cycle.files,
+                cycle.rows,
+                cycle.bytes,
+                cycle.spooled,
+                cycle.seconds,
+            )
+        self._cycle = _Cycle()
+
+
+class RecoveringSource:
+    """A source that replays the write-ahead log of a crashed run before its own input."""
+
+    def __init__(self, wal: WriteAheadLog, source: Source) -> None:
+        self.wal = wal
+        self.source = source
+
+    @property
+    def connected(self) -> bool:
+        """Return whether the wrapped source is connected."""
+        return self.source.connected
+
+    async def batches(self) -> AsyncIterator[list[RawMessage]]:
+        """Yield recovered messages (even after a stop: they were received), then the input."""
+        async for batch in self.wal.replay():
+            yield batch
+        async for batch in self.source.batches():
+            yield batch
+
+    def stop(self) -> None:
+        """Stop the wrapped source."""
+        self.source.stop()
+
+
+def _counter(name: str, help_text: str, value: float) -> Metric:
+    family = CounterMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
+def _gauge(name: str, help_text: str, value: float) -> Metric:
+    family = GaugeMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
