@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ import msgspec
 import zstandard
 
 from hsl_live.errors import CaptureError
+
+logger = logging.getLogger(__name__)
 
 
 class RawMessage(msgspec.Struct, gc=False):
@@ -37,9 +40,23 @@ class CaptureStats(msgspec.Struct):
 
 
 def format_line(message: RawMessage) -> bytes:
-    """Return the capture line for a message, newline included."""
-    stamp = message.received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return b"%s %s %s\n" % (stamp.encode(), message.topic.encode(), message.payload)
+    """Return the capture line for a message, newline included.
+
+    A time without a zone is taken as UTC, as `parse_line` reads it. Line breaks
+    in the topic or payload become spaces (JSON whitespace), so one message
+    stays one line.
+    """
+    received_at = message.received_at
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    stamp = received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    topic, payload = message.topic.encode(), message.payload
+    if b"\n" in payload or b"\r" in payload:
+        payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
+    if b"\n" in topic or b"\r" in topic:
+        topic = topic.replace(b"\r", b" ").replace(b"\n", b" ")
+
+    return b"%s %s %s\n" % (stamp.encode(), topic, payload)
 
 
 def parse_line(line: bytes) -> RawMessage | None:
@@ -82,16 +99,23 @@ def read_capture(path: Path, stats: CaptureStats | None = None) -> Iterator[RawM
     """Yield the messages of a capture in file order, counting blank and broken lines."""
     stats = stats if stats is not None else CaptureStats()
     with open_binary(path, "rb") as raw:
-        for line in io.BufferedReader(raw, buffer_size=1 << 20):  # type: ignore[type-var]
+        lines = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[type-var]
+        try:
+            for line in lines:
+                stats.lines += 1
+                if not line.strip():
+                    stats.blank += 1
+                    continue
+                message = parse_line(line)
+                if message is None:
+                    stats.broken += 1
+                    continue
+                yield message
+        except (EOFError, gzip.BadGzipFile, zstandard.ZstdError) as exc:
+            # A recorder killed mid-write leaves a truncated stream; keep what was read.
             stats.lines += 1
-            if not line.strip():
-                stats.blank += 1
-                continue
-            message = parse_line(line)
-            if message is None:
-                stats.broken += 1
-                continue
-            yield message
+            stats.broken += 1
+            logger.warning("%s: compressed data ends or breaks here (%s); rest skipped", path, exc)
 
 
 class CaptureWriter:
@@ -105,6 +129,10 @@ class CaptureWriter:
         self.path = path
         self.count = 0
         self._file = open_binary(path, "ab")
+        if _ends_mid_line(path):
+            # A writer killed mid-line left a torn tail: end it, so our first
+            # line is not glued onto it.
+            self._file.write(b"\n")
 
     def write(self, message: RawMessage) -> None:
         """Append one message."""
@@ -127,3 +155,13 @@ class CaptureWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ends_mid_line(path: Path) -> bool:
+    if path.suffix in (".gz", ".zst"):
+        return False
+    with path.open("rb") as file:
+        if file.seek(0, os.SEEK_END) == 0:
+            return False
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) != b"\n"
