@@ -31,6 +31,10 @@ class Deduplicator:
         """
         if self._rotated_at is None:
             self._rotated_at = now
+        elif now - self._rotated_at >= 2 * self.window:
+            # Silent for two windows: everything remembered is too old to matter.
+            self._previous, self._current = set(), set()
+            self._rotated_at = now
         elif now - self._rotated_at >= self.window or len(self._current) >= self.max_keys:
             self._previous, self._current = self._current, set()
             self._rotated_at = now

@@ -1,0 +1,80 @@
+"""Tests for the time-windowed deduplicator."""
+
+from __future__ import annotations
+
+from hsl_live.dedup import Deduplicator
+
+
+def test_is_new_first_time_true() -> None:
+    assert Deduplicator(window=10).is_new("a", now=0.0)
+
+
+def test_is_new_repeat_within_window_is_duplicate() -> None:
+    dedup = Deduplicator(window=10)
+    dedup.is_new("a", now=0.0)
+
+    assert not dedup.is_new("a", now=9.9)
+
+
+def test_is_new_repeat_just_after_one_window_still_duplicate() -> None:
+    dedup = Deduplicator(window=10)
+    dedup.is_new("a", now=0.0)
+    dedup.is_new("b", now=10.0)
+
+    assert not dedup.is_new("a", now=15.0)
+
+
+def test_is_new_after_two_windows_new_again() -> None:
+    dedup = Deduplicator(window=10)
+    dedup.is_new("a", now=0.0)
+    dedup.is_new("b", now=10.0)
+
+    assert dedup.is_new("a", now=20.0)
+
+
+def test_is_new_after_long_silence_new_again() -> None:
+    dedup = Deduplicator(window=10)
+    dedup.is_new("a", now=0.0)
+
+    assert dedup.is_new("a", now=1000.0)
+
+
+def test_is_new_distinct_keys_all_new() -> None:
+    dedup = Deduplicator(window=10)
+
+    assert all(dedup.is_new(("18/1029", "VP", n), now=0.0) for n in range(100))
+
+
+def test_is_new_counts_duplicates() -> None:
+    dedup = Deduplicator(window=10)
+    for _ in range(4):
+        dedup.is_new("a", now=1.0)
+    dedup.is_new("b", now=1.0)
+
+    assert dedup.duplicates == 3
+
+
+def test_max_keys_bounds_memory() -> None:
+    dedup = Deduplicator(window=1000, max_keys=100)
+
+    for n in range(10_000):
+        dedup.is_new(n, now=0.0)
+
+    assert len(dedup) <= 200
+
+
+def test_max_keys_still_catches_recent_repeats() -> None:
+    dedup = Deduplicator(window=1000, max_keys=100)
+    for n in range(150):
+        dedup.is_new(n, now=0.0)
+
+    assert not dedup.is_new(149, now=0.0)
+    assert not dedup.is_new(60, now=0.0)
+
+
+def test_len_counts_both_generations() -> None:
+    dedup = Deduplicator(window=10)
+    dedup.is_new("a", now=0.0)
+    dedup.is_new("b", now=10.0)
+
+    assert len(dedup) == 2
