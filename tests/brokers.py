@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 START_TIMEOUT_SECONDS = 10.0
@@ -54,7 +59,10 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """One broker process with one listener: plain MQTT, TLS, or websockets.
+    """One broker process listening with plain MQTT, TLS, or websockets.
+
+    A TLS or websockets broker also has a plain listener on `plain_port`, for
+    publishing test traffic without going through the transport under test.
 
     The port stays the same across `kill()` and `start()`, so a client can be
     shown reconnecting to a broker that came back.
@@ -72,6 +80,7 @@ class Mosquitto:
         self.tls = tls
         self.websockets = websockets
         self.port = port or free_port()
+        self.plain_port = free_port() if tls or websockets else self.port
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "mosquitto.conf"
@@ -95,10 +104,15 @@ class Mosquitto:
             "max_queued_messages 0",
             "persistence false",
         ]
+        if os.geteuid() == 0:
+            # As root, mosquitto switches to user "mosquitto", which cannot read pytest's tmp.
+            lines.append("user root")
         if self.websockets:
             lines.append("protocol websockets")
         if self.tls:
             lines += [f"certfile {self.tls.server_cert}", f"keyfile {self.tls.server_key}"]
+        if self.plain_port != self.port:
+            lines += [f"listener {self.plain_port} 127.0.0.1", "allow_anonymous true"]
 
         return "\n".join(lines) + "\n"
 
@@ -138,3 +152,32 @@ class Mosquitto:
         except subprocess.TimeoutExpired:
             self.kill()
         self.process = None
+
+
+def publish(port: int, messages: Iterable[tuple[str, bytes]], qos: int = 0) -> int:
+    """Publish messages in order to a local broker's plain listener; return how many."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-publisher-{port}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    count = 0
+    try:
+        info = None
+        for topic, payload in messages:
+            info = client.publish(topic, payload, qos=qos)
+            count += 1
+        if info is not None:
+            info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+    return count
+
+
+async def eventually(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Wait until `condition()` holds, polling; raise TimeoutError after `seconds`."""
+    async with asyncio.timeout(seconds):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)

@@ -73,9 +73,27 @@ class Endpoint(msgspec.Struct, frozen=True):
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """Return a context that verifies the broker: system CAs, or only `ca_file` if given."""
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise SettingsError(f"cannot load MQTT CA file {ca_file!r}: {exc}") from exc
+    context.sslsocket_class = _ClosingSSLSocket
+
+    return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when the handshake fails.
+
+    paho leaves the socket open when a certificate does not verify, which would
+    leak one descriptor per retry against a misconfigured broker.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 class Backoff:
@@ -313,7 +331,7 @@ class _FastReader:
         self.on_turn = on_turn
         self.loop = asyncio.get_running_loop()
         self._socket: _SplitSocket | None = None
-        self._rest = b""
+        self._splitter = PacketSplitter(accept, self._give_paho)
         create_socket = self.paho._create_socket
 
         def split() -> Any:
@@ -345,6 +363,10 @@ class _FastReader:
             error = disconnected.exception()
             raise error if error is not None else aiomqtt.MqttError("disconnected")
 
+    def _give_paho(self, packet: bytes) -> None:
+        if self._socket is not None:
+            self._socket.give_paho(packet)
+
     def _on_readable(self) -> None:
         sock = self._socket
         if sock is None or self.paho.socket() is None:
@@ -355,9 +377,10 @@ class _FastReader:
                 data = sock.read()
                 if data is None:
                     break
-                self._split(data)
                 if not data:
+                    sock.give_paho(b"")
                     break
+                self._splitter.feed(data)
             else:
                 # More may be waiting than one turn should take: continue after others ran.
                 self.loop.call_soon(self._on_readable)
@@ -368,13 +391,20 @@ class _FastReader:
             if not self.client._disconnected.done():
                 self.client._disconnected.set_exception(exc)
 
-    def _split(self, data: bytes) -> None:
-        """Split bytes into MQTT packets; an empty `data` (end of stream) goes to paho."""
-        sock = self._socket
-        assert sock is not None
-        if not data:
-            sock.give_paho(b"")
-            return
+
+class PacketSplitter:
+    """Cut a byte stream into MQTT 3.1.1 packets: QoS 0 PUBLISH to `accept`, others to `other`.
+
+    Packets may arrive cut anywhere; an incomplete tail waits for the next `feed()`.
+    """
+
+    def __init__(self, accept: Callable[[str, bytes], None], other: Callable[[bytes], None]):
+        self.accept = accept
+        self.other = other
+        self._rest = b""
+
+    def feed(self, data: bytes) -> None:
+        """Consume received bytes, delivering every packet they complete."""
         buf = self._rest + data if self._rest else data
         size, pos, accept = len(buf), 0, self.accept
         while size - pos >= 2:
@@ -398,7 +428,7 @@ class _FastReader:
                     topic = buf[start + 2 : topic_end].decode("utf-8", "replace")
                 accept(topic, buf[topic_end:end])
             else:
-                sock.give_paho(buf[pos:end])
+                self.other(buf[pos:end])
             pos = end
         self._rest = buf[pos:]
 
