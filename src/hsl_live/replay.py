@@ -52,6 +52,8 @@ class ReplaySource:
                 yield batch
                 continue
             for chunk in pacer.chunks(batch):
+                if self._stopped:
+                    return
                 await pacer.wait(chunk[0])
                 yield chunk
 
@@ -85,12 +87,19 @@ class _Pacer:
 
     async def wait(self, message: RawMessage) -> None:
         """Sleep until a message is due."""
-        moment = message.received_at.timestamp()
-        if self._origin_capture is None or moment - self._last_capture > self.max_gap:
-            self._origin_capture = moment
-            self._origin_wall = time.monotonic()
-        self._last_capture = max(self._last_capture, moment)
-        due = self._origin_wall + (moment - self._origin_capture) / self.speed
-        delay = due - time.monotonic()
+        delay = self.delay(message.received_at.timestamp(), time.monotonic())
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def delay(self, moment: float, wall: float) -> float:
+        """Return how long to wait at monotonic time `wall` for a message of capture time `moment`.
+
+        The first message, and the first after a gap longer than `max_gap`, is due at once.
+        """
+        if self._origin_capture is None or moment - self._last_capture > self.max_gap:
+            self._origin_capture = moment
+            self._origin_wall = wall
+        self._last_capture = max(self._last_capture, moment)
+        due = self._origin_wall + (moment - self._origin_capture) / self.speed
+
+        return due - wall
