@@ -371,7 +371,7 @@ async def test_compactor_compacts_then_stops(tmp_path: Path) -> None:
     settings = Settings(lake_url=str(tmp_path / "lake"), compact_interval_seconds=3600.0)
     stopping = asyncio.Event()
 
-    task = asyncio.create_task(Compactor(sink, settings).run(stopping))
+    task = asyncio.create_task(Compactor(settings, sink).run(stopping))
     for _ in range(200):
         if len(await _names(sink, Zone.PROCESSED)) == 1:
             break
@@ -406,3 +406,27 @@ def test_cli_compact_missing_lake_is_a_clear_error(
 
     assert status == 2
     assert f"no lake at {tmp_path / 'nowhere'}" in capsys.readouterr().err
+
+
+class StallingSink(LocalSink):
+    """A local sink whose downloads hang until cancelled, like a stalled connection."""
+
+    async def get(self, key: str) -> bytes:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_compactor_stop_cancels_compaction_in_flight(tmp_path: Path) -> None:
+    sink = StallingSink(tmp_path / "lake")
+    await _put_processed(sink, _spread(30, parts=3))
+    names = await _names(sink, Zone.PROCESSED)
+    settings = Settings(lake_url=str(tmp_path / "lake"))
+    stopping = asyncio.Event()
+    task = asyncio.create_task(Compactor(settings, sink).run(stopping))
+    await asyncio.sleep(0.1)
+
+    stopping.set()
+    async with asyncio.timeout(2):
+        await task
+
+    assert await _names(sink, Zone.PROCESSED) == names

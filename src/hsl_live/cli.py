@@ -13,7 +13,7 @@ from typing import Any
 
 from hsl_live import __version__, athena, query
 from hsl_live.clock import Clock
-from hsl_live.compact import CompactionReport, compact_lake, format_report
+from hsl_live.compact import CompactionReport, Compactor, compact_lake, format_report
 from hsl_live.errors import HslLiveError
 from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline, Source, install_signal_handlers
@@ -191,7 +191,11 @@ def assemble(settings: Settings, source: Source, clock: Clock, *, serve: bool) -
         trail_points=settings.trail_points,
         ring_size=settings.resume_changes,
     )
-    pipeline = Pipeline(settings, lake.recovering(source), clock, lake=lake, live=store)
+    # A replay writes old hours that already look sealed, so only a live run compacts.
+    services = [] if clock.replay else [Compactor(settings)]
+    pipeline = Pipeline(
+        settings, lake.recovering(source), clock, lake=lake, live=store, services=services
+    )
     pipeline.metrics.register(lake.collect)
     pipeline.metrics.register(store.collect)
     if serve:

@@ -29,7 +29,7 @@ import polars as pl
 from hsl_live.errors import HslLiveError, SinkError
 from hsl_live.schema import SCHEMA_VERSION, SCHEMAS, TIME_COLUMN, Zone, partition_path
 from hsl_live.settings import Settings
-from hsl_live.sink import Sink
+from hsl_live.sink import Sink, open_sink
 
 logger = logging.getLogger(__name__)
 
@@ -298,29 +298,39 @@ class Compactor:
     """The background service: compact the lake's sealed hours every interval.
 
     A stop cancels a compaction in flight; the protocol makes that safe, and the next
-    run finishes it.
+    run finishes it. The compactor owns its sink (by default its own connection, so the
+    lake writer closing its sink at shutdown never cuts a compaction short) and closes it.
     """
 
     name = "compactor"
 
-    def __init__(self, sink: Sink, settings: Settings) -> None:
-        self.sink = sink
+    def __init__(self, settings: Settings, sink: Sink | None = None) -> None:
+        self.sink = sink if sink is not None else open_sink(settings)
         self.interval = settings.compact_interval_seconds
         self.lateness = settings.lateness_seconds
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Compact now and every interval until `stopping` is set."""
+        """Compact now and every interval until `stopping` is set, then close the sink."""
+        logger.info(
+            "compactor: every %.0f s, hours sealed %.0f s after they end",
+            self.interval,
+            self.lateness,
+        )
+        try:
+            await self._loop(stopping)
+        finally:
+            await self.sink.close()
+
+    async def _loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
-            task = asyncio.create_task(self.run_once(), name="compaction")
-            stop = asyncio.create_task(stopping.wait(), name="compactor-stop")
-            await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                return
-            task.result()
+            compaction = asyncio.create_task(self.run_once(), name="compaction")
+            halt = asyncio.create_task(stopping.wait(), name="compactor-stop")
+            try:
+                await asyncio.wait((compaction, halt), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                halt.cancel()
+                compaction.cancel()
+                await asyncio.wait((compaction, halt))
 
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
