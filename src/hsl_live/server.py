@@ -1,0 +1,173 @@
+"""The HTTP server: uvicorn run inside the pipeline's event loop as the "web" service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator, Iterable
+
+import uvicorn
+from prometheus_client.core import GaugeMetricFamily, Metric
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from hsl_live.api import create_app
+from hsl_live.errors import HslLiveError
+from hsl_live.pipeline import Pipeline
+from hsl_live.sse import ABORT_EXTENSION, Broadcaster
+from hsl_live.store import VehicleStore
+
+logger = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_SECONDS = 5.0
+
+Peer = tuple[str, int]
+
+
+class ServeError(HslLiveError):
+    """The HTTP server could not start (for example, the port is taken)."""
+
+
+def attach_web(pipeline: Pipeline, store: VehicleStore) -> WebServer:
+    """Add the broadcaster and the web server to a pipeline's services and metrics."""
+    settings = pipeline.settings
+    broadcaster = Broadcaster(
+        store,
+        pipeline.clock,
+        tick_seconds=settings.tick_seconds,
+        ping_seconds=settings.ping_seconds,
+    )
+    web = WebServer(create_app(pipeline, store, broadcaster), settings.host, settings.port)
+    pipeline.services += [broadcaster, web]
+    pipeline.metrics.register(broadcaster.collect)
+    pipeline.metrics.register(web.collect)
+
+    return web
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the pipeline owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class WebServer:
+    """Serve an ASGI app on the configured host and port until the pipeline stops.
+
+    Port 0 picks a free port; `port` holds the bound one once `started` is set.
+    """
+
+    name = "web"
+
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.started = asyncio.Event()
+        self._transports: dict[Peer, asyncio.Transport] = {}
+        config = uvicorn.Config(
+            self._with_abort(app),
+            host=host,
+            port=port,
+            http=_protocol_class(self._transports),
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
+        )
+        self._server = _Server(config)
+
+    @property
+    def url(self) -> str:
+        """Return the base URL the server listens on."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def pending_bytes(self) -> int:
+        """Return the bytes accepted for sending that clients have not taken yet."""
+        return sum(transport.get_write_buffer_size() for transport in self._transports.values())
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the server's gauges for /metrics."""
+        connections = GaugeMetricFamily("hsl_live_http_connections", "Open HTTP connections")
+        connections.add_metric([], len(self._transports))
+        yield connections
+        pending = GaugeMetricFamily(
+            "hsl_live_http_pending_bytes", "Bytes waiting in connections' write buffers"
+        )
+        pending.add_metric([], self.pending_bytes())
+        yield pending
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Serve until `stopping` is set, then let open responses finish and exit."""
+        server = self._server
+        watcher = asyncio.create_task(self._watch(stopping), name="web-watch")
+        try:
+            await server.serve()
+        except SystemExit:
+            # uvicorn reports a failed bind by logging it and exiting.
+            raise ServeError(f"cannot serve HTTP on {self.host}:{self.port}") from None
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        logger.info("web server stopped")
+
+    async def _watch(self, stopping: asyncio.Event) -> None:
+        server = self._server
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.02)
+        self.port = _bound_port(server, self.port)
+        logger.info("serving on %s", self.url)
+        self.started.set()
+
+        await stopping.wait()
+        server.should_exit = True
+
+    def _with_abort(self, app: ASGIApp) -> ASGIApp:
+        transports = self._transports
+
+        async def with_abort(scope: Scope, receive: Receive, send: Send) -> None:
+            transport = transports.get(scope.get("client") or ("", 0))
+            if transport is not None:
+                extensions = scope.setdefault("extensions", {}) or {}
+                extensions[ABORT_EXTENSION] = transport.abort
+                scope["extensions"] = extensions
+            await app(scope, receive, send)
+
+        return with_abort
+
+
+def _protocol_class(transports: dict[Peer, asyncio.Transport]) -> type[H11Protocol]:
+    """Return uvicorn's HTTP/1.1 protocol, remembering each connection's transport.
+
+    ASGI gives an app no way to drop a connection whose peer stopped reading (closing
+    waits for the unsent bytes); the stream looks the transport up by peer address.
+    """
+
+    class Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if self.client is not None:
+                transports[self.client] = transport
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.client is not None:
+                transports.pop(self.client, None)
+            super().connection_lost(exc)
+
+    return Protocol
+
+
+def _bound_port(server: uvicorn.Server, configured: int) -> int:
+    for listener in server.servers:
+        for sock in listener.sockets:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                port: int = sock.getsockname()[1]
+                return port
+    return configured

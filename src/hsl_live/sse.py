@@ -1,0 +1,529 @@
+"""Server-sent events: stream filters, frames, the broadcaster tick and the /events stream.
+
+Each tick the broadcaster encodes one frame per distinct filter and every client with
+that filter sends the same bytes. Nothing is queued per client: a client remembers
+the last change number it was sent. One that kept up gets the shared frame; one that
+fell behind (its socket was slow) is caught up from the store's change ring with the
+latest state of each vehicle it missed, so a slow client costs one frame of memory,
+never a backlog. A client whose socket accepts nothing for `client_timeout_seconds`
+is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
+from hsl_live.clock import Clock
+from hsl_live.errors import HslLiveError
+from hsl_live.store import VehicleState, VehicleStore
+
+logger = logging.getLogger(__name__)
+
+MODES = ("bus", "tram", "train", "ferry", "metro", "ubus", "robot")
+STREAM_PARAMETERS = frozenset({"mode", "route", "bbox", "last_event_id"})
+# The ASGI scope extension through which the web server lets a stream drop its connection.
+ABORT_EXTENSION = "hsl_live.abort"
+RETRY_MS = 3000
+CLOSE_TIMEOUT_SECONDS = 1.0
+SUMMARY_SECONDS = 60.0
+
+PING = b": ping\n\n"
+FAREWELL = b": server shutting down\nretry: 5000\n\n"
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+]
+
+_encode = msgspec.json.Encoder().encode
+
+
+class FilterError(HslLiveError):
+    """A query parameter of /events or /api/vehicles is unknown or malformed."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class Filter(msgspec.Struct, frozen=True):
+    """Which vehicles a client wants; None means no restriction on that property."""
+
+    modes: frozenset[str] | None = None
+    routes: frozenset[str] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+
+    def matches(self, state: VehicleState) -> bool:
+        """Return whether a vehicle passes the filter; `route` matches route_id or desi."""
+        if self.modes is not None and state.mode not in self.modes:
+            return False
+        routes = self.routes
+        if routes is not None and state.route not in routes and state.desi not in routes:
+            return False
+        if self.bbox is None:
+            return True
+        if state.lat is None or state.lon is None:
+            return False
+        min_lon, min_lat, max_lon, max_lat = self.bbox
+        return min_lon <= state.lon <= max_lon and min_lat <= state.lat <= max_lat
+
+
+def parse_filter(
+    params: Iterable[tuple[str, str]], allowed: frozenset[str] = STREAM_PARAMETERS
+) -> Filter:
+    """Build a Filter from query parameters; raise FilterError naming a bad one."""
+    values: dict[str, list[str]] = {}
+    for key, value in params:
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise FilterError(key, f"unknown parameter {key!r} (known: {known})")
+        values.setdefault(key, []).append(value)
+
+    modes = routes = bbox = None
+    if "mode" in values:
+        modes = _parse_modes(",".join(values["mode"]))
+    if "route" in values:
+        routes = _parse_routes(",".join(values["route"]))
+    if "bbox" in values:
+        bbox = _parse_bbox(values["bbox"][-1])
+
+    return Filter(modes=modes, routes=routes, bbox=bbox)
+
+
+def _parse_modes(text: str) -> frozenset[str]:
+    items = _items(text)
+    unknown = [item for item in items if item not in MODES]
+    if not items or unknown:
+        bad = unknown[0] if unknown else text
+        expected = ", ".join(MODES)
+        raise FilterError("mode", f"bad parameter mode={bad!r}: expected some of {expected}")
+    return frozenset(items)
+
+
+def _parse_routes(text: str) -> frozenset[str]:
+    items = _items(text)
+    bad = [item for item in items if not item.replace(" ", "").isalnum()]
+    if not items or bad:
+        shown = bad[0] if bad else text
+        message = f"bad parameter route={shown!r}: expected route ids such as 2550,1069"
+        raise FilterError("route", message)
+    return frozenset(items)
+
+
+def _parse_bbox(text: str) -> tuple[float, float, float, float]:
+    message = f"bad parameter bbox={text!r}: expected min lon,min lat,max lon,max lat"
+    try:
+        numbers = [float(item) for item in text.split(",")]
+    except ValueError:
+        raise FilterError("bbox", message) from None
+    if len(numbers) != 4 or not all(math.isfinite(number) for number in numbers):
+        raise FilterError("bbox", message)
+    min_lon, min_lat, max_lon, max_lat = numbers
+    in_world = -180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90
+    if not in_world:
+        raise FilterError("bbox", message + " within -180..180 and -90..90, min before max")
+    return min_lon, min_lat, max_lon, max_lat
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def frame(event: str, seq: int, data: bytes) -> bytes:
+    """Return one SSE frame; msgspec's JSON has no raw newlines, so one data line suffices."""
+    return b"event: %b\nid: %d\ndata: %b\n\n" % (event.encode(), seq, data)
+
+
+class SseStats(msgspec.Struct):
+    """Counters of the SSE layer since start."""
+
+    connections: int = 0
+    refused: int = 0
+    bad_requests: int = 0
+    slow_disconnects: int = 0
+    snapshots: int = 0
+    resumes: int = 0
+    catch_ups: int = 0
+    ticks: int = 0
+    tick_seconds: float = 0.0
+    chunks_sent: int = 0
+    bytes_sent: int = 0
+    pings: int = 0
+    encoded: Counter[str] = msgspec.field(default_factory=Counter)
+
+
+class _Group:
+    """The clients sharing one filter, and which vehicles they were last shown."""
+
+    __slots__ = ("clients", "filter", "visible")
+
+    def __init__(self, stream_filter: Filter, visible: set[str]) -> None:
+        self.filter = stream_filter
+        self.visible = visible
+        self.clients = 0
+
+
+class _Tick:
+    """The frames of one tick: the changes after `since` up to `seq`, per filter."""
+
+    __slots__ = ("frames", "seq", "since")
+
+    def __init__(self, since: int, seq: int, frames: dict[Filter, bytes]) -> None:
+        self.since = since
+        self.seq = seq
+        self.frames = frames
+
+
+class Client:
+    """One connected /events stream: its filter and the change number it has been sent."""
+
+    __slots__ = ("cursor", "group", "opening")
+
+    def __init__(self, group: _Group, cursor: int, opening: bytes) -> None:
+        self.group = group
+        self.cursor = cursor
+        self.opening = opening
+
+
+class Broadcaster:
+    """Turn store changes into shared frames on a tick, and hand each client its next chunk."""
+
+    name = "broadcaster"
+
+    def __init__(
+        self, store: VehicleStore, clock: Clock, *, tick_seconds: float, ping_seconds: float
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.ping_seconds = ping_seconds
+        self.stats = SseStats()
+        self.closing = False
+        self.clients = 0
+        self._groups: dict[Filter, _Group] = {}
+        self._tick = _Tick(store.seq, store.seq, {})
+        self._wake = asyncio.Event()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Tick until the pipeline stops, then tell every stream to close."""
+        logger.info("broadcasting live view every %.2f s", self.tick_seconds)
+        summary_at = time.monotonic() + SUMMARY_SECONDS
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.tick_seconds):
+                    await stopping.wait()
+            self.tick()
+            if time.monotonic() >= summary_at:
+                summary_at += SUMMARY_SECONDS
+                self._log_summary()
+        self.close()
+        logger.info("live view closed; %d streams asked to end", self.clients)
+
+    def close(self) -> None:
+        """Make every stream say goodbye and refuse new ones."""
+        self.closing = True
+        self._wake.set()
+
+    def tick(self) -> None:
+        """Expire silent vehicles and publish one frame per filter for what changed."""
+        started = time.perf_counter()
+        self.store.expire(self.clock.now())
+        since, seq = self._tick.seq, self.store.seq
+        if seq == since:
+            return
+
+        changed = self.store.changed_since(since)
+        frames = {
+            key: self._group_frames(group, changed, seq) for key, group in self._groups.items()
+        }
+        self._tick = _Tick(since, seq, frames)
+        wake, self._wake = self._wake, asyncio.Event()
+        wake.set()
+
+        self.stats.ticks += 1
+        self.stats.tick_seconds += time.perf_counter() - started
+
+    def connect(self, stream_filter: Filter, last_event_id: str | None) -> Client:
+        """Register a stream and build its first chunk: a snapshot, or what it missed."""
+        group = self._groups.get(stream_filter)
+        if group is None:
+            visible = {state.id for state in self.store.states() if stream_filter.matches(state)}
+            group = self._groups[stream_filter] = _Group(stream_filter, visible)
+        group.clients += 1
+        self.clients += 1
+        self.stats.connections += 1
+
+        seq = self._tick.seq
+        resume_from = _parse_event_id(last_event_id)
+        if resume_from is not None and resume_from <= seq and self.store.covers(resume_from):
+            self.stats.resumes += 1
+            opening = self._catch_up(stream_filter, resume_from, seq)
+        else:
+            opening = self._snapshot(stream_filter, seq)
+
+        return Client(group, seq, b"retry: %d\n\n" % RETRY_MS + opening)
+
+    def disconnect(self, client: Client) -> None:
+        """Forget a stream; its filter's group goes when its last client does."""
+        self.clients -= 1
+        group = client.group
+        group.clients -= 1
+        if group.clients == 0 and self._groups.get(group.filter) is group:
+            del self._groups[group.filter]
+
+    async def next_chunk(self, client: Client, ping_at: float) -> bytes | None:
+        """Wait for the client's next bytes: changes, or a ping at loop time `ping_at`.
+
+        Return None when the server is closing.
+        """
+        loop = asyncio.get_running_loop()
+        while not self.closing:
+            tick = self._tick
+            if tick.seq == client.cursor:
+                wake = self._wake
+                try:
+                    async with asyncio.timeout_at(ping_at):
+                        await wake.wait()
+                except TimeoutError:
+                    self.stats.pings += 1
+                    return PING
+                continue
+
+            if tick.since == client.cursor:
+                chunk = tick.frames.get(client.group.filter, b"")
+            else:
+                # The client fell behind while its socket was slow: send the latest
+                # state of what it missed instead of the ticks in between.
+                self.stats.catch_ups += 1
+                chunk = self._catch_up(client.group.filter, client.cursor, tick.seq)
+            client.cursor = tick.seq
+            if chunk:
+                return chunk
+            if loop.time() >= ping_at:
+                self.stats.pings += 1
+                return PING
+        return None
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the SSE gauges and counters for /metrics."""
+        stats = self.stats
+        clients = GaugeMetricFamily("hsl_live_sse_clients", "Connected /events streams")
+        clients.add_metric([], self.clients)
+        yield clients
+        filters = GaugeMetricFamily("hsl_live_sse_filters", "Distinct filters of connected streams")
+        filters.add_metric([], len(self._groups))
+        yield filters
+
+        connections = CounterMetricFamily(
+            "hsl_live_sse_connections", "Streams opened, by how they started", labels=["start"]
+        )
+        connections.add_metric(["snapshot"], stats.connections - stats.resumes)
+        connections.add_metric(["resume"], stats.resumes)
+        yield connections
+
+        refused = CounterMetricFamily(
+            "hsl_live_sse_refused", "Stream requests refused, by reason", labels=["reason"]
+        )
+        refused.add_metric(["limit"], stats.refused)
+        refused.add_metric(["bad_parameter"], stats.bad_requests)
+        yield refused
+
+        slow = CounterMetricFamily(
+            "hsl_live_sse_slow_disconnects", "Streams dropped after stalling past the timeout"
+        )
+        slow.add_metric([], stats.slow_disconnects)
+        yield slow
+
+        encoded = CounterMetricFamily(
+            "hsl_live_sse_frames_encoded", "Frames encoded, by event", labels=["event"]
+        )
+        for event in ("snapshot", "update", "remove"):
+            encoded.add_metric([event], stats.encoded[event])
+        yield encoded
+
+        sent = CounterMetricFamily("hsl_live_sse_chunks_sent", "Chunks written to streams")
+        sent.add_metric([], stats.chunks_sent)
+        yield sent
+        sent_bytes = CounterMetricFamily("hsl_live_sse_sent_bytes", "Bytes written to streams")
+        sent_bytes.add_metric([], stats.bytes_sent)
+        yield sent_bytes
+        catch_ups = CounterMetricFamily(
+            "hsl_live_sse_catch_ups", "Chunks built for a client that fell behind the ticks"
+        )
+        catch_ups.add_metric([], stats.catch_ups)
+        yield catch_ups
+
+        ticks = CounterMetricFamily("hsl_live_sse_ticks", "Broadcaster ticks that had changes")
+        ticks.add_metric([], stats.ticks)
+        yield ticks
+        tick_time = CounterMetricFamily(
+            "hsl_live_sse_tick_seconds", "Time spent building tick frames"
+        )
+        tick_time.add_metric([], stats.tick_seconds)
+        yield tick_time
+
+    def _group_frames(self, group: _Group, changed: list[str] | None, seq: int) -> bytes:
+        if changed is None:
+            # More changed in one tick than the ring holds: start the group afresh.
+            snapshot = self._snapshot(group.filter, seq)
+            group.visible = {s.id for s in self.store.states() if group.filter.matches(s)}
+            return snapshot
+
+        get, matches, visible = self.store.get, group.filter.matches, group.visible
+        updates: list[VehicleState] = []
+        removes: list[str] = []
+        for vehicle_id in changed:
+            state = get(vehicle_id)
+            if state is not None and matches(state):
+                updates.append(state)
+                visible.add(vehicle_id)
+            elif vehicle_id in visible:
+                removes.append(vehicle_id)
+                visible.discard(vehicle_id)
+
+        return self._frames(removes, updates, seq)
+
+    def _catch_up(self, stream_filter: Filter, since: int, seq: int) -> bytes:
+        changed = self.store.changed_since(since)
+        if changed is None:
+            return self._snapshot(stream_filter, seq)
+        updates: list[VehicleState] = []
+        removes: list[str] = []
+        for vehicle_id in changed:
+            state = self.store.get(vehicle_id)
+            if state is not None and stream_filter.matches(state):
+                updates.append(state)
+            else:
+                removes.append(vehicle_id)
+
+        return self._frames(removes, updates, seq)
+
+    def _frames(self, removes: list[str], updates: list[VehicleState], seq: int) -> bytes:
+        chunk = b""
+        if removes:
+            self.stats.encoded["remove"] += 1
+            chunk += frame("remove", seq, _encode(removes))
+        if updates:
+            self.stats.encoded["update"] += 1
+            chunk += frame("update", seq, _encode(updates))
+        return chunk
+
+    def _snapshot(self, stream_filter: Filter, seq: int) -> bytes:
+        self.stats.snapshots += 1
+        self.stats.encoded["snapshot"] += 1
+        states = [state for state in self.store.states() if stream_filter.matches(state)]
+        return frame("snapshot", seq, _encode(states))
+
+    def _log_summary(self) -> None:
+        stats = self.stats
+        logger.info(
+            "live view: %d vehicles, %d streams, %d filters; %d chunks sent, "
+            "%d catch-ups, %d slow disconnects since start",
+            len(self.store),
+            self.clients,
+            len(self._groups),
+            stats.chunks_sent,
+            stats.catch_ups,
+            stats.slow_disconnects,
+        )
+
+
+def _parse_event_id(text: str | None) -> int | None:
+    if text is None or not text.strip().isdigit():
+        return None
+    return int(text.strip())
+
+
+class EventStream:
+    """The ASGI app of GET /events."""
+
+    def __init__(
+        self, broadcaster: Broadcaster, *, max_clients: int, client_timeout: float
+    ) -> None:
+        self.broadcaster = broadcaster
+        self.max_clients = max_clients
+        self.client_timeout = client_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        broadcaster = self.broadcaster
+        try:
+            stream_filter = parse_filter(request.query_params.multi_items())
+        except FilterError as exc:
+            broadcaster.stats.bad_requests += 1
+            await _plain(400, str(exc))(scope, receive, send)
+            return
+        if broadcaster.closing:
+            await _plain(503, "server is shutting down", retry=True)(scope, receive, send)
+            return
+        if broadcaster.clients >= self.max_clients:
+            broadcaster.stats.refused += 1
+            message = f"too many streams: the limit is {self.max_clients}"
+            await _plain(503, message, retry=True)(scope, receive, send)
+            return
+
+        last_event_id = request.headers.get("last-event-id") or request.query_params.get(
+            "last_event_id"
+        )
+        client = broadcaster.connect(stream_filter, last_event_id)
+        abort = scope.get("extensions", {}).get(ABORT_EXTENSION)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            async with asyncio.TaskGroup() as group:
+                watcher = group.create_task(_until_disconnect(receive))
+                pump = group.create_task(self._pump(client, send, abort, scope.get("client")))
+                await asyncio.wait((watcher, pump), return_when=asyncio.FIRST_COMPLETED)
+                watcher.cancel()
+                pump.cancel()
+        finally:
+            broadcaster.disconnect(client)
+
+    async def _pump(
+        self, client: Client, send: Send, abort: Callable[[], None] | None, peer: Any
+    ) -> None:
+        broadcaster = self.broadcaster
+        stats = broadcaster.stats
+        loop = asyncio.get_running_loop()
+        chunk: bytes | None = client.opening
+        client.opening = b""
+        try:
+            while chunk is not None:
+                async with asyncio.timeout(self.client_timeout):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                stats.chunks_sent += 1
+                stats.bytes_sent += len(chunk)
+                chunk = await broadcaster.next_chunk(client, loop.time() + broadcaster.ping_seconds)
+
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await send({"type": "http.response.body", "body": FAREWELL, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            stats.slow_disconnects += 1
+            logger.warning("dropping stalled /events client %s: its socket took no data", peer)
+            if abort is not None:
+                abort()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _plain(status: int, text: str, *, retry: bool = False) -> PlainTextResponse:
+    headers = {"Cache-Control": "no-store"}
+    if retry:
+        headers["Retry-After"] = "5"
+    return PlainTextResponse(text + "\n", status_code=status, headers=headers)

@@ -1,0 +1,158 @@
+"""Tests of stream filters, frames and the broadcaster, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+
+from hsl_live.clock import Clock
+from hsl_live.sse import Broadcaster, Filter, FilterError, frame, parse_filter
+from hsl_live.store import VehicleStore
+from test_store import make_event, make_store
+
+
+def make_broadcaster(store: VehicleStore) -> Broadcaster:
+    return Broadcaster(store, Clock(replay=True), tick_seconds=0.5, ping_seconds=15)
+
+
+def decode_frames(chunk: bytes) -> list[tuple[str, list[object]]]:
+    frames = []
+    for block in chunk.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            frames.append((lines["event"], msgspec.json.decode(lines["data"])))
+    return frames
+
+
+def test_parse_filter_reads_every_parameter() -> None:
+    parsed = parse_filter([("mode", "bus,tram"), ("route", "2550, 1069"), ("bbox", "24,60,25,61")])
+
+    assert parsed == Filter(
+        modes=frozenset({"bus", "tram"}),
+        routes=frozenset({"2550", "1069"}),
+        bbox=(24.0, 60.0, 25.0, 61.0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ([("mode", "bus,car")], "mode"),
+        ([("route", "")], "route"),
+        ([("bbox", "a,b,c,d")], "bbox"),
+        ([("bbox", "24,60,25,nan")], "bbox"),
+        ([("bbox", "24,95,25,96")], "bbox"),
+        ([("limit", "10")], "limit"),
+    ],
+)
+def test_parse_filter_names_the_bad_parameter(
+    params: list[tuple[str, str]], parameter: str
+) -> None:
+    with pytest.raises(FilterError) as caught:
+        parse_filter(params)
+
+    assert caught.value.parameter == parameter
+    assert parameter in str(caught.value)
+
+
+def test_filter_route_matches_route_id_or_desi() -> None:
+    store = make_store()
+    store.apply(make_event())
+    [state] = store.states()
+
+    assert Filter(routes=frozenset({"2550"})).matches(state)
+    assert Filter(routes=frozenset({"550"})).matches(state)
+    assert not Filter(routes=frozenset({"1069"})).matches(state)
+
+
+def test_frame_carries_event_id_and_one_data_line() -> None:
+    assert frame("update", 42, b'[{"headsign":"a\\nb"}]') == (
+        b'event: update\nid: 42\ndata: [{"headsign":"a\\nb"}]\n\n'
+    )
+
+
+async def test_broadcaster_encodes_each_tick_once_per_filter() -> None:
+    store = make_store()
+    broadcaster = make_broadcaster(store)
+    clients = [broadcaster.connect(Filter(), None) for _ in range(3)]
+    trams = broadcaster.connect(Filter(modes=frozenset({"tram"})), None)
+    store.apply(make_event(1))
+    store.apply(make_event(2, mode="tram"))
+    broadcaster.tick()
+
+    chunks = [await broadcaster.next_chunk(client, 1e12) for client in clients]
+    tram_chunk = await broadcaster.next_chunk(trams, 1e12)
+
+    assert broadcaster.stats.encoded["update"] == 2
+    assert chunks[0] is chunks[1] is chunks[2]
+    assert chunks[0] is not None
+    assert tram_chunk is not None
+    assert [len(data) for _, data in decode_frames(chunks[0])] == [2]
+    assert [len(data) for _, data in decode_frames(tram_chunk)] == [1]
+
+
+async def test_broadcaster_catches_up_a_slow_client_with_latest_states() -> None:
+    store = make_store()
+    broadcaster = make_broadcaster(store)
+    slow = broadcaster.connect(Filter(), None)
+    for second in range(1, 6):
+        store.apply(make_event(1, at=second, lat=60 + second / 10))
+        store.apply(make_event(2, at=second))
+        broadcaster.tick()
+
+    chunk = await broadcaster.next_chunk(slow, 1e12)
+
+    assert chunk is not None
+    [(event, states)] = decode_frames(chunk)
+    assert event == "update"
+    assert [(s["id"], s["lat"]) for s in states] == [("22/2", 60.17), ("22/1", 60.5)]  # type: ignore[index]
+    assert broadcaster.stats.catch_ups == 1
+    assert slow.cursor == store.seq
+
+
+async def test_broadcaster_sends_a_ping_when_quiet() -> None:
+    broadcaster = make_broadcaster(make_store())
+    client = broadcaster.connect(Filter(), None)
+
+    chunk = await broadcaster.next_chunk(client, asyncio.get_running_loop().time() + 0.05)
+
+    assert chunk == b": ping\n\n"
+
+
+async def test_broadcaster_close_ends_waiting_streams() -> None:
+    broadcaster = make_broadcaster(make_store())
+    client = broadcaster.connect(Filter(), None)
+    waiting = asyncio.create_task(broadcaster.next_chunk(client, 1e12))
+    await asyncio.sleep(0)
+
+    broadcaster.close()
+
+    assert await asyncio.wait_for(waiting, 1) is None
+
+
+def test_broadcaster_resume_from_a_foreign_id_gets_a_snapshot() -> None:
+    store = make_store()
+    store.apply(make_event())
+    broadcaster = make_broadcaster(store)
+    broadcaster.tick()
+
+    client = broadcaster.connect(Filter(), "12345")
+
+    assert [event for event, _ in decode_frames(client.opening)] == ["snapshot"]
+    assert broadcaster.stats.resumes == 0
+
+
+def test_broadcaster_forgets_a_filter_when_its_last_client_leaves() -> None:
+    broadcaster = make_broadcaster(make_store())
+    tram = Filter(modes=frozenset({"tram"}))
+    first, second = broadcaster.connect(tram, None), broadcaster.connect(tram, None)
+
+    broadcaster.disconnect(first)
+    still = broadcaster.clients
+    broadcaster.disconnect(second)
+
+    assert (still, broadcaster.clients) == (1, 0)
+    assert broadcaster.stats.connections == 2
+    assert list(broadcaster.collect())[1].samples[0].value == 0
