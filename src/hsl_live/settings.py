@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_clients: int = 2000
     client_timeout_seconds: float = 30.0
     trail_points: int = 30
+    resume_changes: int = 200_000
+    ping_seconds: float = 15.0
     tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     tile_attribution: str = "&copy; OpenStreetMap contributors"
     log_level: str = "INFO"
@@ -93,6 +95,8 @@ def _positive_float(name: str, value: Any) -> float:
 
 
 def _port(name: str, value: Any) -> int:
+    if value == "0" or (type(value) is int and value == 0):
+        return 0
     number = _positive_int(name, value)
     if number > 65535:
         raise ValueError
@@ -176,12 +180,14 @@ _FIELDS: dict[str, _Field] = {
     "compact_interval_seconds": _Field(_positive_float, "a positive number of seconds"),
     "dedup_seconds": _Field(_positive_float, "a positive number of seconds"),
     "host": _Field(_text, "a host name or IP address"),
-    "port": _Field(_port, "a TCP port between 1 and 65535"),
+    "port": _Field(_port, "a TCP port between 1 and 65535, or 0 for any free port"),
     "stale_seconds": _Field(_positive_float, "a positive number of seconds"),
     "tick_seconds": _Field(_positive_float, "a positive number of seconds"),
     "max_clients": _Field(_positive_int, "a positive integer"),
     "client_timeout_seconds": _Field(_positive_float, "a positive number of seconds"),
     "trail_points": _Field(_positive_int, "a positive integer"),
+    "resume_changes": _Field(_positive_int, "a positive integer (changes kept for resume)"),
+    "ping_seconds": _Field(_positive_float, "a positive number of seconds"),
     "tile_url": _Field(_text, "a tile URL template with {z}, {x} and {y}"),
     "tile_attribution": _Field(_text, "attribution text (HTML allowed)"),
     "log_level": _Field(_log_level, "one of DEBUG, INFO, WARNING, ERROR"),
