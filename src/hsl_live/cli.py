@@ -11,16 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsl_live import __version__, athena, query
+from hsl_live import __version__, athena, query, simulate
 from hsl_live.clock import Clock
 from hsl_live.compact import CompactionReport, Compactor, compact_lake, format_report
 from hsl_live.errors import HslLiveError
 from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline, Source, install_signal_handlers
+from hsl_live.record import Recorder, RecordStats, install_stop_handlers
 from hsl_live.replay import ReplaySource
 from hsl_live.server import attach_web
 from hsl_live.settings import Settings, load_settings
 from hsl_live.sink import open_sink
+from hsl_live.source import MqttSource
 from hsl_live.store import VehicleStore
 
 logger = logging.getLogger("hsl_live")
@@ -77,6 +79,31 @@ def _parser() -> argparse.ArgumentParser:
         help="keep serving the map and API after the input ends, until SIGINT/SIGTERM",
     )
 
+    _command(commands, "run", _run_live, "follow the live feed: lake, map, SSE and API")
+
+    record = _command(commands, "record", _record, "write what the broker delivers to a capture")
+    record.add_argument("file", type=Path, metavar="FILE", help=".gz or .zst to compress")
+    record.add_argument("--max-messages", type=int, default=None, help="stop after N messages")
+    record.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    record.add_argument(
+        "--rotate-seconds", type=float, default=None, help="start a new timestamped file this often"
+    )
+
+    simulate = _command(
+        commands, "simulate", _simulate, "publish synthetic HFP traffic, or write it to a capture"
+    )
+    simulate.add_argument("--vehicles", type=int, default=400)
+    simulate.add_argument("--duration", type=float, default=None, help="seconds of traffic")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--duplicates", type=float, default=0.0, help="share sent twice, 0-1")
+    simulate.add_argument("--malformed", type=float, default=0.0, help="share broken, 0-1")
+    simulate.add_argument(
+        "--rate-scale",
+        default="1",
+        help="1 = real time, 10 = ten times faster, max = as fast as the broker takes it",
+    )
+    simulate.add_argument("--output", type=Path, default=None, help="write a capture instead")
+
     _command(commands, "compact", _compact, "merge each sealed lake hour into one file per zone")
 
     run_query = _command(commands, "query", _query, "run a view or SQL on the local lake (DuckDB)")
@@ -129,6 +156,69 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     pipeline.serve_after_input = args.serve
     asyncio.run(_run(pipeline))
     print(_summary(pipeline, source))
+    return 0
+
+
+def _run_live(args: argparse.Namespace, settings: Settings) -> int:
+    source = MqttSource(settings)
+    pipeline = assemble(settings, source, Clock(), serve=True)
+    pipeline.metrics.register(source.collect)
+    asyncio.run(_run(pipeline))
+    return 0
+
+
+def _record(args: argparse.Namespace, settings: Settings) -> int:
+    for flag in ("max_messages", "duration", "rotate_seconds"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise HslLiveError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    stats = asyncio.run(_record_capture(args, settings))
+    print(f"recorded {stats.messages} messages to {', '.join(stats.files)}")
+    return 0
+
+
+async def _record_capture(args: argparse.Namespace, settings: Settings) -> RecordStats:
+    source = MqttSource(settings)
+    recorder = Recorder(
+        source,
+        args.file,
+        max_messages=args.max_messages,
+        duration=args.duration,
+        rotate_seconds=args.rotate_seconds,
+    )
+    install_stop_handlers(source.stop)
+    return await recorder.run()
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    simulation = simulate.Simulation(
+        vehicles=args.vehicles,
+        seed=args.seed,
+        duration=args.duration,
+        duplicates=args.duplicates,
+        malformed=args.malformed,
+    )
+    simulate.check(simulation)
+    rate_scale = simulate.parse_rate_scale(args.rate_scale)
+    if args.output is not None:
+        if args.duration is None:
+            raise HslLiveError("--output needs --duration (seconds of traffic to write)")
+        count = simulate.write_capture(simulate.generate(simulation), args.output)
+        print(f"wrote {count} messages to {args.output}")
+        return 0
+
+    messages = simulate.generate(simulation)
+    count = asyncio.run(
+        simulate.publish(
+            messages,
+            settings.mqtt_url,
+            ws_path=settings.mqtt_ws_path,
+            ca_file=settings.mqtt_ca_file,
+            client_id=f"{settings.mqtt_client_id}-simulate",
+            rate_scale=rate_scale,
+        )
+    )
+    print(f"published {count} messages to {settings.mqtt_url}")
     return 0
 
 
