@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     mqtt_ws_path: str = "/"
     mqtt_client_id: str = ""
     mqtt_queue_size: int = 200_000
+    mqtt_ca_file: str | None = None
     topics: tuple[str, ...] = ("/hfp/v2/journey/ongoing/+/#",)
     lake_url: str = "./lake"
     s3_endpoint_url: str | None = None
@@ -169,6 +170,7 @@ _FIELDS: dict[str, _Field] = {
     "mqtt_ws_path": _Field(_text, "a path such as /mqtt"),
     "mqtt_client_id": _Field(_text, "an MQTT client id, or empty for a generated one"),
     "mqtt_queue_size": _Field(_positive_int, "a positive integer"),
+    "mqtt_ca_file": _Field(_optional_text, "a PEM file of CA certificates, or empty"),
     "topics": _Field(_topics, "comma-separated MQTT filters with # only as the last level"),
     "lake_url": _Field(_lake_url, "a local path or s3://bucket/prefix"),
     "s3_endpoint_url": _Field(_http_url, "an http:// or https:// URL, or empty"),
