@@ -133,7 +133,8 @@ class LiveMap {
       if (vehicle.positioned) points.push(this.layer.latLngOf(vehicle));
     }
     if (points.length > 0) {
-      this.map.fitBounds(L.latLngBounds(points), { maxZoom: FIT_MAX_ZOOM, padding: [40, 40] });
+      const options = { maxZoom: FIT_MAX_ZOOM, padding: [40, 40], animate: false };
+      this.map.fitBounds(L.latLngBounds(points), options);
     }
   }
 
