@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from hsl_live.capture import RawMessage, parse_line
+from hsl_live.capture import RawMessage, format_line, parse_line
 from hsl_live.cli import main
 from hsl_live.compact import (
     COMPACTED_FROM,
@@ -430,3 +430,35 @@ async def test_compactor_stop_cancels_compaction_in_flight(tmp_path: Path) -> No
         await task
 
     assert await _names(sink, Zone.PROCESSED) == names
+
+
+async def _lake_rows(sink: Sink) -> dict[Zone, pl.DataFrame]:
+    rows: dict[Zone, pl.DataFrame] = {}
+    for zone in Zone:
+        frames = [pl.read_parquet(io.BytesIO(await sink.get(key))) for key in await sink.list(zone)]
+        frame = pl.concat(frames)
+        rows[zone] = frame.sort(frame.columns, nulls_last=True)
+    return rows
+
+
+def test_compact_after_replay_keeps_every_zone_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = [_message(second, veh=veh) for second in range(0, 7200, 60) for veh in (1, 2)]
+    broken = messages[5].received_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + " /hfp/v2/x {not json"
+    capture = tmp_path / "capture.txt"
+    capture.write_text(b"".join(format_line(m) for m in messages).decode() + broken + "\n")
+    monkeypatch.setenv("HSL_LIVE_FLUSH_ROWS", "20")
+    lake = tmp_path / "lake"
+    flags = ["--lake-url", str(lake), "--spool-dir", str(tmp_path / "spool")]
+    assert main(["replay", str(capture), *flags]) == 0
+    sink = LocalSink(lake)
+    before = asyncio.run(_lake_rows(sink))
+    parts = len(asyncio.run(sink.list("")))
+
+    assert main(["compact", *flags]) == 0
+
+    after = asyncio.run(_lake_rows(sink))
+    assert all(after[zone].equals(before[zone]) for zone in Zone)
+    keys = asyncio.run(sink.list(""))
+    assert parts > len(keys) == len(lake_hours(keys)) == 5
