@@ -28,8 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 UNIT = SYSTEMD / "hsl-live.service"
-COMPACT_UNIT = SYSTEMD / "hsl-live-compact.service"
-COMPACT_TIMER = SYSTEMD / "hsl-live-compact.timer"
 ENV_EXAMPLE = DEPLOY / "hsl-live.env.example"
 CONTAINERFILE = DEPLOY / "Containerfile"
 INGEST_POLICY = DEPLOY / "iam" / "ingest-policy.json"
@@ -64,14 +62,14 @@ def unit_entries(text: str) -> list[tuple[str, str, str]]:
     return entries
 
 
-def unit_values(key: str, unit: Path = UNIT) -> list[str]:
+def unit_values(key: str) -> list[str]:
     """Return every value a key of the unit has, in order."""
-    return [value for _, name, value in unit_entries(unit.read_text()) if name == key]
+    return [value for _, name, value in unit_entries(UNIT.read_text()) if name == key]
 
 
-def unit_value(key: str, unit: Path = UNIT) -> str:
+def unit_value(key: str) -> str:
     """Return the single value of a unit key."""
-    values = unit_values(key, unit)
+    values = unit_values(key)
     assert len(values) == 1, f"{key} appears {len(values)} times"
     return values[0]
 
@@ -159,21 +157,18 @@ def placeholders(text: str) -> set[str]:
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
-def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify insists that ExecStart's program exists, so point it at a stand-in.
     app = tmp_path / "opt" / "hsl-live"
     program = app / ".venv" / "bin" / "hsl-live"
     program.parent.mkdir(parents=True)
     program.write_text("#!/bin/sh\n")
     program.chmod(0o755)
-    units = []
-    for source in (UNIT, COMPACT_UNIT, COMPACT_TIMER):
-        unit = tmp_path / source.name
-        unit.write_text(source.read_text().replace(APP_DIR, str(app)))
-        units.append(str(unit))
+    unit = tmp_path / UNIT.name
+    unit.write_text(UNIT.read_text().replace(APP_DIR, str(app)))
 
     result = subprocess.run(
-        [str(SYSTEMD_ANALYZE), "verify", *units], capture_output=True, text=True, check=False
+        [str(SYSTEMD_ANALYZE), "verify", str(unit)], capture_output=True, text=True, check=False
     )
 
     assert result.returncode == 0, result.stderr
@@ -181,11 +176,10 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
-@pytest.mark.parametrize("source", [UNIT, COMPACT_UNIT], ids=["run", "compact"])
-def test_unit_exposure_is_low(tmp_path: Path, source: Path) -> None:
-    # systemd's own score: 0 is fully locked down, 10 unprotected; it rates ours 1.4-1.6.
-    unit = tmp_path / source.name
-    shutil.copyfile(source, unit)
+def test_unit_exposure_is_low(tmp_path: Path) -> None:
+    # systemd's own score: 0 is fully locked down, 10 unprotected; it rates ours 1.6.
+    unit = tmp_path / UNIT.name
+    shutil.copyfile(UNIT, unit)
     command = [str(SYSTEMD_ANALYZE), "security", "--offline=yes", "--threshold=25", str(unit)]
 
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -193,22 +187,14 @@ def test_unit_exposure_is_low(tmp_path: Path, source: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("unit", [UNIT, COMPACT_UNIT], ids=["run", "compact"])
-def test_unit_runs_an_existing_cli_command(unit: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    program, *arguments = shlex.split(unit_value("ExecStart", unit))
+def test_unit_runs_an_existing_cli_command(capsys: pytest.CaptureFixture[str]) -> None:
+    program, *arguments = shlex.split(unit_value("ExecStart"))
     assert program == f"{APP_DIR}/.venv/bin/hsl-live"
 
     with pytest.raises(SystemExit) as exit_info:
         main([*arguments, "--help"])
 
     assert exit_info.value.code == 0, capsys.readouterr().err
-
-
-def test_compact_timer_starts_the_compact_service() -> None:
-    assert unit_value("OnCalendar", COMPACT_TIMER)
-    assert unit_value("Persistent", COMPACT_TIMER) == "yes"
-    assert COMPACT_TIMER.with_suffix(".service") == COMPACT_UNIT
-    assert unit_value("ProtectSystem", COMPACT_UNIT) == "strict"
 
 
 def test_unit_stop_timeout_covers_the_lake_drain() -> None:
