@@ -161,7 +161,7 @@ class Vehicle:
         self.jrn = self.rng.randint(1, 999)
         self.odo = 0.0
         self.next_index = self._stop_after(self.distance)
-        if announce:
+        if announce and self.mode.stop_events:
             self.events.append(("VJA", self.next_index))
 
     def _stop_after(self, distance: float) -> int:
@@ -215,7 +215,8 @@ class Vehicle:
                 self.events.append(("DOC", index))
             self.events.append((event, index))
         if index == len(self.route.stops) - 1:
-            self.events.append(("VJOUT", index))
+            if self.mode.stop_events:
+                self.events.append(("VJOUT", index))
             self.direction = 3 - self.direction
             self.distance = 0.0
             self.delay = self.rng.randint(-120, 60)
