@@ -191,7 +191,7 @@ async def compact_hour(sink: Sink, hour: LakeHour) -> HourResult:
                 hour.folder,
                 len(covered),
             )
-            for name in covered:
+            for name in sorted(covered):
                 await sink.delete(hour.key(name))
         remaining = [name for name in names if name not in covered]
         if len(remaining) == 1 and is_compacted(remaining[0]):
