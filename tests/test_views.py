@@ -23,6 +23,7 @@ from analytics_lake import (
     today,
     write_capture,
 )
+from hsl_live.cli import main
 from hsl_live.hfp import Event
 from hsl_live.query import QUERIES_DIR, LocalLake
 from hsl_live.topic import TopicError, parse_topic
@@ -434,3 +435,17 @@ def test_rejects_by_reason_match_python(lake: Lake, local: LocalLake) -> None:
                 "last_received_at": max(moments),
             },
         )
+
+
+def test_views_agree_on_a_lake_written_by_replay(
+    lake: Lake, local: LocalLake, tmp_path: Path
+) -> None:
+    capture = lake.path.parent / "synthetic.capture"
+    argv = ["replay", str(capture), "--lake-url", str(tmp_path / "lake")]
+
+    status = main([*argv, "--spool-dir", str(tmp_path / "spool")])
+
+    assert status == 0
+    with LocalLake(tmp_path / "lake") as replayed:
+        for name in local.views:
+            assert replayed.run(name).rows == local.run(name).rows, name
