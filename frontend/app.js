@@ -4,7 +4,7 @@ import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { VehicleLayer } from "./layer.js";
 import { MODES } from "./modes.js";
 import { VehicleStream } from "./stream.js";
-import { Controls, routeMatcher } from "./ui.js";
+import { Controls, routeMatcher, routeTokens } from "./ui.js";
 import { VehicleStore } from "./vehicles.js";
 
 const DEFAULT_CONFIG = {
@@ -38,10 +38,14 @@ function createMap(config) {
 }
 
 // Return the query parameters for the stream, or null when no mode is wanted at all.
-function streamParams(modes) {
+// The server filters too, so a browser watching one route does not receive the whole feed;
+// it matches route ids and HSL's upper-case designations exactly.
+function streamParams(modes, query) {
   if (modes.size === 0) return null;
   const params = new URLSearchParams();
   if (modes.size < MODES.length) params.set("mode", [...modes].join(","));
+  const routes = routeTokens(query).filter((token) => /^[a-z0-9]+$/.test(token));
+  if (routes.length > 0) params.set("route", routes.map((token) => token.toUpperCase()).join(","));
   return params;
 }
 
@@ -62,8 +66,8 @@ class LiveMap {
       afterDraw: (stats) => this._afterDraw(stats),
     }).addTo(this.map);
     this.controls = new Controls({
-      onModes: (modes) => this.stream.connect(this._params(modes)),
-      onSearch: (query) => this.layer.setFilter(routeMatcher(query)),
+      onModes: (modes) => this._filter(modes, this.query),
+      onSearch: (query) => this._filter(this.modes, query),
       onSearchSubmit: () => this._selectNearestMatch(),
       onFollow: (following) => this._setFollowing(following),
       onClose: () => this.select(null),
@@ -78,7 +82,7 @@ class LiveMap {
     this.map.on("click", (event) => this.select(this.layer.hitTest(event.containerPoint)));
     this.map.on("mousemove", (event) => this._hover(event.containerPoint));
     this.map.on("dragstart", () => this._setFollowing(false));
-    this.stream.connect(this._params(this.controls.selectedModes()));
+    this._filter(this.controls.selectedModes(), "");
   }
 
   select(id) {
@@ -91,13 +95,13 @@ class LiveMap {
     }
   }
 
-  _params(modes) {
-    const params = streamParams(modes);
-    if (params === null) {
-      this.store.clear();
-      this.layer.requestDraw();
-    }
-    return params;
+  _filter(modes, query) {
+    this.modes = modes;
+    this.query = query;
+    this.layer.setFilter(routeMatcher(query));
+    const params = streamParams(modes, query);
+    if (params === null) this.store.clear();
+    this.stream.connect(params);
   }
 
   _received(queue) {

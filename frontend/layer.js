@@ -13,6 +13,7 @@ const FADE_START_SECONDS = 30;
 const MIN_ALPHA = 0.25;
 const HIT_SLOP_PX = 6;
 const SELECTED_COLOR = "#1b2a3a";
+const SELECTED_FILL = "rgba(255, 255, 255, 0.55)";
 
 function markerRadius(zoom) {
   if (zoom < 11) return 3.5;
@@ -238,9 +239,9 @@ export const VehicleLayer = L.Layer.extend({
     ctx.globalAlpha = 1;
     ctx.beginPath();
     ctx.arc(x, y, radius * 2.3 + 4, 0, 2 * Math.PI);
-    ctx.fillStyle = "rgba(27, 42, 58, 0.18)";
+    ctx.fillStyle = SELECTED_FILL;
     ctx.fill();
-    ctx.lineWidth = 2;
+    ctx.lineWidth = 2.5;
     ctx.strokeStyle = SELECTED_COLOR;
     ctx.stroke();
     ctx.setTransform(1, 0, 0, 1, 0, 0);

@@ -22,13 +22,15 @@ export class VehicleStream {
 
   // Connect with these query parameters; null means "show nothing", so stay disconnected.
   connect(params) {
+    const query = params === null ? null : params.toString();
+    const url = query === null ? null : query ? `/events?${query}` : "/events";
+    if (url !== null && url === this._url && this._source !== null) return;
     this.close();
-    if (params === null) {
+    this._url = url;
+    if (url === null) {
       this._setStatus("idle");
       return;
     }
-    const query = params.toString();
-    this._url = query ? `/events?${query}` : "/events";
     this._open();
   }
 

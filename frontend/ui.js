@@ -30,12 +30,17 @@ function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
 }
 
-// Return a predicate over vehicle states for a search like "550, 4 m1" (desi or route id).
-export function routeMatcher(query) {
-  const tokens = query
+// Return the lower-case words of a route search like "550, 4 m1".
+export function routeTokens(query) {
+  return query
     .toLowerCase()
     .split(/[\s,]+/)
     .filter((token) => token.length > 0);
+}
+
+// Return a predicate over vehicle states: does desi or route id equal a searched word?
+export function routeMatcher(query) {
+  const tokens = routeTokens(query);
   if (tokens.length === 0) return () => true;
   const wanted = new Set(tokens);
   return (state) =>
