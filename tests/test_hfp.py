@@ -363,3 +363,10 @@ def test_decode_never_raises_on_mutated_topics(data: st.DataObject) -> None:
     result = decode(RECEIVED, "".join(topic), json.dumps({"TLR": TLR_FIELDS}).encode())
 
     assert isinstance(result, Event | Rejection)
+
+
+def test_decode_unknown_event_key_with_invalid_body_is_unknown_event_type() -> None:
+    topic = "/hfp/v2/journey/ongoing/vp/bus/0012/01825/1069/1/X/07:20/123/5/60;24/19/85/93"
+    result = decode(datetime(2024, 1, 1, tzinfo=UTC), topic, b'{"FOO":{}}')
+    assert isinstance(result, Rejection)
+    assert result.reason == "unknown_event_type"

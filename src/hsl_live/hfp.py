@@ -142,6 +142,7 @@ class Rejection(msgspec.Struct, gc=False):
 
 
 _decoder = msgspec.json.Decoder(dict[str, Event], strict=False)
+_keys_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def decode(received_at: datetime, topic: str, payload: bytes) -> Event | Rejection:
@@ -154,8 +155,7 @@ def decode(received_at: datetime, topic: str, payload: bytes) -> Event | Rejecti
     try:
         body = _decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        reason = MISSING_TST if _is_missing_tst(str(exc)) else INVALID_PAYLOAD
-        return Rejection(received_at, topic, payload, reason, str(exc))
+        return _invalid_body(received_at, topic, payload, str(exc))
     except msgspec.DecodeError as exc:
         return Rejection(received_at, topic, payload, INVALID_JSON, str(exc))
     except RecursionError:
@@ -213,6 +213,21 @@ def _to_utc(event: Event) -> None:
         event.ttarr = event.ttarr.astimezone(UTC)
     if event.ttdep is not None:
         event.ttdep = event.ttdep.astimezone(UTC)
+
+
+def _invalid_body(received_at: datetime, topic: str, payload: bytes, error: str) -> Rejection:
+    """Name what is wrong with a body that failed validation; runs only on the error path."""
+    try:
+        keys = _keys_decoder.decode(payload)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        keys = {}
+    unknown = sorted(key for key in keys if key not in _PAYLOAD_KEYS)
+    if len(keys) == 1 and unknown:
+        return Rejection(
+            received_at, topic, payload, UNKNOWN_EVENT_TYPE, f"event key {unknown[0]!r}"
+        )
+    reason = MISSING_TST if _is_missing_tst(error) else INVALID_PAYLOAD
+    return Rejection(received_at, topic, payload, reason, error)
 
 
 def _is_missing_tst(error: str) -> bool:
