@@ -44,7 +44,7 @@ class S3Server:
                 self._server._server.server_close()
             self._server = None
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def object_keys(self, prefix: str = "") -> list[str]:
         """Return the sorted object keys under a prefix of the bucket."""
         client = boto3.client("s3", endpoint_url=self.url, region_name="us-east-1")
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)

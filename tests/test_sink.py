@@ -88,7 +88,7 @@ async def test_s3_sink_round_trip(s3_server: S3Server) -> None:
         await sink.check()
         await _round_trip(sink)
         await sink.put(OTHER, b"raw")
-        assert s3_server.keys() == [f"lake/{OTHER}"]
+        assert s3_server.object_keys() == [f"lake/{OTHER}"]
     finally:
         await sink.close()
 
