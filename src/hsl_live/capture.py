@@ -98,8 +98,10 @@ def open_binary(path: Path, mode: str) -> IO[bytes]:
 def read_capture(path: Path, stats: CaptureStats | None = None) -> Iterator[RawMessage]:
     """Yield the messages of a capture in file order, counting blank and broken lines."""
     stats = stats if stats is not None else CaptureStats()
-    with open_binary(path, "rb") as raw:
-        lines = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[type-var]
+    with (
+        open_binary(path, "rb") as raw,
+        io.BufferedReader(raw, buffer_size=1 << 20) as lines,  # type: ignore[type-var]
+    ):
         try:
             for line in lines:
                 stats.lines += 1
