@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CAPTURE ?= demo.capture.zst
 
-.PHONY: install test lint format run demo bench query lock clean
+.PHONY: install system-deps test lint format run demo bench query lock clean
 
 install: $(BIN)/hsl-live
 
@@ -14,7 +14,10 @@ $(BIN)/hsl-live: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-test: install
+system-deps:
+	@scripts/system-deps
+
+test: install system-deps
 	$(BIN)/pytest
 
 lint: install
