@@ -14,7 +14,7 @@ import httpx
 
 from hsl_live.capture import RawMessage
 from hsl_live.clock import Clock
-from hsl_live.pipeline import Pipeline
+from hsl_live.pipeline import Pipeline, Source
 from hsl_live.server import WebServer, attach_web
 from hsl_live.settings import Settings
 from hsl_live.sse import Broadcaster
@@ -87,7 +87,7 @@ class LiveServer:
     pipeline: Pipeline
     store: VehicleStore
     web: WebServer
-    source: FakeSource
+    source: Any
 
     @property
     def url(self) -> str:
@@ -109,12 +109,19 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def live_server(*, connected: bool = True, **overrides: Any) -> AsyncIterator[LiveServer]:
-    """Run a pipeline (no lake) with the web server on a free port until the block ends."""
+async def live_server(
+    *, connected: bool = True, source: Source | None = None, **overrides: Any
+) -> AsyncIterator[LiveServer]:
+    """Run a pipeline (no lake) with the web server on a free port until the block ends.
+
+    The source is a FakeSource unless one is given.
+    """
     values: dict[str, Any] = {"port": 0, "tick_seconds": 0.05, "client_timeout_seconds": 2.0}
     values.update(overrides)
     settings = Settings(**values)
-    source, clock = FakeSource(connected=connected), Clock()
+    clock = Clock()
+    if source is None:
+        source = FakeSource(connected=connected)
     store = VehicleStore(
         clock,
         stale_seconds=settings.stale_seconds,

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
+from brokers import Mosquitto, eventually, publish
+from hsl_live.server import ServeError, WebServer
+from hsl_live.settings import Settings
+from hsl_live.source import MqttSource
 from live_server import SseReader, live_server, vp
 
 
@@ -211,6 +216,29 @@ async def test_server_readyz_waits_for_the_source() -> None:
     assert alive.status_code == 200
 
 
+@pytest.mark.integration
+async def test_server_ready_once_the_broker_is_up(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    source = MqttSource(Settings(mqtt_url=broker.url, mqtt_client_id="readiness-test"))
+    try:
+        async with (
+            live_server(source=source) as server,
+            httpx.AsyncClient(base_url=server.url) as http,
+        ):
+            before = await http.get("/readyz")
+            broker.start()
+            await eventually(lambda: source.connected)
+            after = await http.get("/readyz")
+            message = vp(5, 0)
+            await asyncio.to_thread(publish, broker.port, [(message.topic, message.payload)])
+            await eventually(lambda: server.store.get("22/5") is not None)
+    finally:
+        broker.stop()
+
+    assert (before.status_code, before.text.strip()) == (503, "not ready: source not connected")
+    assert (after.status_code, after.text.strip()) == (200, "ready")
+
+
 async def test_server_metrics_are_present_and_moving() -> None:
     async with live_server() as server, httpx.AsyncClient(base_url=server.url) as http:
         before = _samples((await http.get("/metrics")).text)
@@ -281,3 +309,17 @@ def _wait_for_url(process: subprocess.Popen[str]) -> str:
         if not line and process.poll() is not None:
             break
     raise AssertionError("the server never said where it serves")
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("never called")
+
+
+def test_server_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            WebServer(_no_app, "127.0.0.1", port)

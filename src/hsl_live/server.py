@@ -65,7 +65,10 @@ class WebServer:
 
     def __init__(self, app: ASGIApp, host: str, port: int) -> None:
         self.host = host
-        self.port = port
+        # Bind now, so a taken port fails at start-up with a clear error and port 0 is
+        # resolved before anything runs.
+        self._socket = _listen(host, port)
+        self.port: int = self._socket.getsockname()[1]
         self.started = asyncio.Event()
         self._transports: dict[Peer, asyncio.Transport] = {}
         config = uvicorn.Config(
@@ -106,11 +109,12 @@ class WebServer:
         server = self._server
         watcher = asyncio.create_task(self._watch(stopping), name="web-watch")
         try:
-            await server.serve()
+            await server.serve(sockets=[self._socket])
         except SystemExit:
-            # uvicorn reports a failed bind by logging it and exiting.
+            # uvicorn reports a failed start by logging it and exiting.
             raise ServeError(f"cannot serve HTTP on {self.host}:{self.port}") from None
         finally:
+            self._socket.close()
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
@@ -122,7 +126,6 @@ class WebServer:
             if server.should_exit:
                 return
             await asyncio.sleep(0.02)
-        self.port = _bound_port(server, self.port)
         logger.info("serving on %s", self.url)
         self.started.set()
 
@@ -164,10 +167,13 @@ def _protocol_class(transports: dict[Peer, asyncio.Transport]) -> type[H11Protoc
     return Protocol
 
 
-def _bound_port(server: uvicorn.Server, configured: int) -> int:
-    for listener in server.servers:
-        for sock in listener.sockets:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                port: int = sock.getsockname()[1]
-                return port
-    return configured
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
