@@ -158,6 +158,7 @@ export const VehicleLayer = L.Layer.extend({
     const ratio = this._ratio;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.globalAlpha = 1;
+    this._alpha = 1;
     ctx.clearRect(0, 0, this._canvas.width, this._canvas.height);
 
     const radius = markerRadius(zoom);
@@ -203,13 +204,33 @@ export const VehicleLayer = L.Layer.extend({
   },
 
   _stamp(ctx, vehicle, x, y, radius, alpha) {
+    if (this._alpha !== alpha) {
+      ctx.globalAlpha = alpha;
+      this._alpha = alpha;
+    }
+    const ratio = this._ratio;
+    this._atlas(vehicle, radius).stamp(ctx, Math.round(x * ratio), Math.round(y * ratio), vehicle.hdg);
+  },
+
+  // The vehicle's atlas, looked up again only when its state, the zoom or the sprites change.
+  _atlas(vehicle, radius) {
     const state = vehicle.state;
     const pointed = vehicle.hdg !== null && vehicle.hdg !== undefined;
+    const look = vehicle.look;
+    if (
+      look !== undefined &&
+      look.state === state &&
+      look.radius === radius &&
+      look.pointed === pointed &&
+      look.sprites === this._sprites
+    ) {
+      return look.atlas;
+    }
     const ring = delayColor(delayClass(state.dl));
     const atlas = this._sprites.get(modeColor(state.mode), ring, radius, pointed);
-    if (ctx.globalAlpha !== alpha) ctx.globalAlpha = alpha;
-    const ratio = this._ratio;
-    atlas.stamp(ctx, Math.round(x * ratio), Math.round(y * ratio), vehicle.hdg);
+    vehicle.look = { state, radius, pointed, sprites: this._sprites, atlas };
+
+    return atlas;
   },
 
   // labels is a flat [text, x, y, alpha, ...] list; grouping by font keeps font switches rare.
@@ -228,15 +249,18 @@ export const VehicleLayer = L.Layer.extend({
       ctx.font = font;
       for (const i of indexes) {
         ctx.globalAlpha = labels[i + 3];
+        this._alpha = labels[i + 3];
         ctx.fillText(labels[i], labels[i + 1], labels[i + 2] + 0.5, radius * 1.8);
       }
     }
     ctx.globalAlpha = 1;
+    this._alpha = 1;
   },
 
   _drawSelected(ctx, { vehicle, x, y }, radius, ratio, withLabel) {
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.globalAlpha = 1;
+    this._alpha = 1;
     ctx.beginPath();
     ctx.arc(x, y, radius * 2.3 + 4, 0, 2 * Math.PI);
     ctx.fillStyle = SELECTED_FILL;

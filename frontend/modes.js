@@ -36,6 +36,8 @@ export function delayClass(dl) {
   return "ontime";
 }
 
+const DELAY_COLORS = new Map(DELAY_CLASSES.map((entry) => [entry.key, entry.color]));
+
 export function delayColor(key) {
-  return DELAY_CLASSES.find((entry) => entry.key === key).color;
+  return DELAY_COLORS.get(key);
 }

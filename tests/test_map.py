@@ -68,17 +68,18 @@ class Vehicle:
         return f"{self.oper}/{self.veh}"
 
 
-# A parked bus with known values, for the details test.
+# A parked bus with known values, for the details test, and a tram on the move to follow.
 SUBJECT = Vehicle("bus", 18, 99, "2550", "550", "Itäkeskus", 60.185, 24.95, 90, 0.0, -125, 100)
+MOVER = Vehicle("tram", 22, 98, "1015", "15", "Kirurgi", 60.18, 24.93, 45, 9.0, 30, 0)
 
 
 def make_fleet() -> list[Vehicle]:
-    """Return a deterministic fleet around central Helsinki, SUBJECT first."""
+    """Return a deterministic fleet around central Helsinki; only SUBJECT and MOVER use <16."""
     rng = random.Random(6)
-    fleet = [SUBJECT]
+    fleet = [SUBJECT, MOVER]
     for mode, count in FLEET:
         for _ in range(count):
-            number = rng.randrange(1, 99)
+            number = rng.randrange(16, 99)
             fleet.append(
                 Vehicle(
                     mode=mode,
@@ -372,3 +373,21 @@ def test_map_shows_banner_while_server_is_down_and_hides_it_after(
     finally:
         page.close()
         server.stop()
+
+
+def test_map_follow_keeps_searched_vehicle_centred(page: Page) -> None:
+    page.fill("#route-search", MOVER.desi)
+    page.press("#route-search", "Enter")
+    page.locator("#details").wait_for(state="visible")
+    assert page.get_attribute("#details", "data-vehicle") == MOVER.id
+
+    page.click("#follow")
+    start = page.evaluate("() => window.__hslLive.live.map.getCenter()")
+    time.sleep(3)
+
+    assert page.get_attribute("#follow", "aria-pressed") == "true"
+    centre = page.evaluate("() => window.__hslLive.live.map.getCenter()")
+    assert centre != start
+    point = live(page, f"pointOf('{MOVER.id}')")
+    assert abs(point["x"] - 640) <= 2
+    assert abs(point["y"] - 400) <= 2
