@@ -11,6 +11,15 @@ import pytest
 from brokers import Mosquitto, TlsFiles, make_tls_files
 
 
+@pytest.fixture(autouse=True)
+def _free_http_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serve on any free port, so commands run by tests never collide on 8000.
+
+    Subprocesses inherit it; a test that needs a fixed port sets HSL_LIVE_PORT itself.
+    """
+    monkeypatch.setenv("HSL_LIVE_PORT", "0")
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A test CA and a server certificate for localhost, made once per session."""

@@ -64,6 +64,7 @@ def _vehicle_levels(levels: list[str]) -> tuple[str, str]:
 def run_replay(paths: list[Path], workdir: Path) -> dict[str, int]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("HSL_LIVE_")}
     env["HSL_LIVE_LOG_LEVEL"] = "WARNING"
+    env["HSL_LIVE_PORT"] = "0"
     command = [sys.executable, "-m", "hsl_live", "replay", *map(str, paths)]
     done = subprocess.run(
         command, cwd=workdir, env=env, capture_output=True, text=True, timeout=120, check=False
