@@ -209,7 +209,8 @@ export const VehicleLayer = L.Layer.extend({
       this._alpha = alpha;
     }
     const ratio = this._ratio;
-    this._atlas(vehicle, radius).stamp(ctx, Math.round(x * ratio), Math.round(y * ratio), vehicle.hdg);
+    const atlas = this._atlas(vehicle, radius);
+    atlas.stamp(ctx, Math.round(x * ratio), Math.round(y * ratio), vehicle.hdg);
   },
 
   // The vehicle's atlas, looked up again only when its state, the zoom or the sprites change.
