@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,10 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hsl_live.metrics import CONTENT_TYPE
 from hsl_live.pipeline import Pipeline
+from hsl_live.resources import shipped_dir
 from hsl_live.sse import Broadcaster, EventStream, Filter, FilterError, parse_filter
 from hsl_live.store import TrailPoint, VehicleState, VehicleStore
 
-FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+FRONTEND = shipped_dir("frontend")
 API_PARAMETERS = frozenset({"mode", "route", "bbox", "format"})
 RATE_WINDOW_SECONDS = 60.0
 NO_STORE = {"Cache-Control": "no-store"}

@@ -22,9 +22,10 @@ import sqlglot
 from sqlglot import exp
 
 from hsl_live.errors import QueryError
+from hsl_live.resources import shipped_dir
 from hsl_live.schema import SCHEMAS, Zone
 
-QUERIES_DIR = Path(__file__).resolve().parents[2] / "queries" / "athena"
+QUERIES_DIR = shipped_dir("queries") / "athena"
 PARTITION_COLUMNS = ("year", "month", "day", "hour")
 FORMATS = ("table", "csv", "json")
 
