@@ -9,6 +9,7 @@ import pytest
 
 from hsl_live.capture import CaptureWriter, RawMessage
 from hsl_live.cli import main
+from hsl_live.errors import CaptureError
 
 START = datetime(2024, 2, 13, 16, 33, tzinfo=UTC)
 TOPIC = "/hfp/v2/journey/ongoing/{event}/bus/0018/0{veh}/5520/1/Martinlaakso/17:35/4150208/0////"
@@ -117,3 +118,20 @@ def test_replay_negative_speed_exits_2(capture: Path, capsys: pytest.CaptureFixt
 
     assert status == 2
     assert "--speed" in capsys.readouterr().err
+
+
+def test_main_error_raised_inside_the_pipeline_is_one_message(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unreadable(path: Path, stats: object = None) -> object:
+        raise CaptureError(f"cannot open capture {path}: Permission denied")
+
+    monkeypatch.setattr("hsl_live.replay.read_capture", unreadable)
+    (workdir / "locked.capture").write_text("")
+
+    status = main(["replay", "locked.capture"])
+
+    assert status == 2
+    assert capsys.readouterr().err.strip() == (
+        "hsl-live: cannot open capture locked.capture: Permission denied"
+    )

@@ -54,8 +54,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HslLiveError as exc:
         print(f"hsl-live: {exc}", file=sys.stderr)
         return 2
+    except ExceptionGroup as group:
+        # A task of the pipeline failed on bad input (say, an unreadable capture): report
+        # it like any other start-up error rather than as a task-group traceback.
+        ours, others = group.split(HslLiveError)
+        if ours is None or others is not None:
+            raise
+        for error in _leaves(ours):
+            print(f"hsl-live: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _leaves(group: BaseExceptionGroup[HslLiveError]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves += _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return leaves
 
 
 def _parser() -> argparse.ArgumentParser:
