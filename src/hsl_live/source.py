@@ -250,7 +250,7 @@ class MqttSource:
 
     async def _session(self, backoff: Backoff) -> None:
         client = self._client()
-        reader = _FastReader(client, self._accept, self._on_message, self._set_stamp)
+        reader = _FastReader(client, self._accept, self._on_message, self._set_stamp, self._full)
         async with contextlib.AsyncExitStack() as stack:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 await stack.enter_async_context(client)
@@ -284,6 +284,9 @@ class MqttSource:
 
     def _set_stamp(self) -> None:
         self._stamp = datetime.now(UTC)
+
+    def _full(self) -> bool:
+        return len(self._pending) >= BATCH
 
     def _accept(self, topic: str, payload: bytes) -> None:
         self.stats.messages += 1
@@ -324,11 +327,13 @@ class _FastReader:
         accept: Callable[[str, bytes], None],
         on_message: Callable[[paho.Client, Any, paho.MQTTMessage], None],
         on_turn: Callable[[], None],
+        full: Callable[[], bool],
     ) -> None:
         self.client = client
         self.paho = client._client
         self.accept = accept
         self.on_turn = on_turn
+        self.full = full
         self.loop = asyncio.get_running_loop()
         self._socket: _SplitSocket | None = None
         self._splitter = PacketSplitter(accept, self._give_paho)
@@ -374,6 +379,10 @@ class _FastReader:
         self.on_turn()
         try:
             for _ in range(READS_PER_TURN):
+                if self.full():
+                    # A batch already waits: leave the rest in the socket (and the broker)
+                    # until the pipeline takes it, instead of outrunning it into drops.
+                    break
                 data = sock.read()
                 if data is None:
                     break
