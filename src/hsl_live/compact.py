@@ -19,12 +19,14 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from hsl_live.errors import HslLiveError, SinkError
 from hsl_live.schema import SCHEMA_VERSION, SCHEMAS, TIME_COLUMN, Zone, partition_path
@@ -50,6 +52,11 @@ _KEY = re.compile(
     r"/day=(?P<day>\d{2})/hour=(?P<hour>\d{2})/(?P<name>(?:part|compacted)-[^/]+\.parquet)"
 )
 _HOUR = timedelta(hours=1)
+
+# DuckDB's share of the memory a merge may use; the sort and dedup spill to disk beyond it.
+DEFAULT_MEMORY_MB = 256
+# Rows per batch when the sorted rows are re-encoded, and per row group of a merged file.
+BATCH_ROWS = 65_536
 
 
 class CompactionError(HslLiveError):
@@ -268,30 +275,100 @@ def _inputs_of(path: Path) -> list[str]:
     return inputs
 
 
-def merge_files(zone: Zone, paths: Sequence[Path], output: Path) -> tuple[int, int]:
+def merge_files(
+    zone: Zone, paths: Sequence[Path], output: Path, *, memory_mb: int = DEFAULT_MEMORY_MB
+) -> tuple[int, int]:
     """Write the distinct rows of Parquet files, sorted by time, to one zstd file.
 
-    Earlier paths win among duplicates. Return the row counts before and after.
-    Raises CompactionError when a file's columns or types are not the zone's schema.
+    Earlier paths win among duplicates. Memory stays near `memory_mb` (plus a batch of
+    rows) whatever the row count: DuckDB deduplicates and sorts out of core, spilling
+    into the output's folder, and the sorted rows are re-encoded in batches. Return the
+    row counts before and after. Raises CompactionError when a file's columns or types
+    are not the zone's schema.
     """
     schema = SCHEMAS[zone]
     for path in paths:
         found = pl.read_parquet_schema(path)
         if pl.Schema(found) != schema:
             raise CompactionError(f"{path.name} does not have the {zone} zone's columns and types")
+    rows_before: int = pl.scan_parquet(list(paths), schema=schema).select(pl.len()).collect().item()
 
-    frame = pl.scan_parquet(list(paths), schema=schema)
-    rows_before: int = frame.select(pl.len()).collect().item()
-    merged = frame.unique(subset=list(DEDUP_KEYS[zone]), keep="first", maintain_order=True)
-    merged = merged.sort([TIME_COLUMN[zone], "received_at"], maintain_order=True)
+    ordered = output.with_name(f"{output.stem}.sorted.parquet")
+    _dedup_and_sort(zone, paths, ordered, memory_mb)
     metadata = {
         COMPACTED_FROM: json.dumps([path.name for path in paths]),
         SCHEMA_VERSION_KEY: str(SCHEMA_VERSION),
     }
-    merged.sink_parquet(output, compression="zstd", metadata=metadata)
+    _reencode(zone, ordered, output, metadata)
+    ordered.unlink()
     rows_after: int = pl.scan_parquet(output).select(pl.len()).collect().item()
 
     return rows_before, rows_after
+
+
+def _dedup_and_sort(zone: Zone, paths: Sequence[Path], output: Path, memory_mb: int) -> None:
+    """Write the first row of each key, in time order, with DuckDB under a memory limit.
+
+    The order of the files, then the row number in a file, decides which duplicate is
+    first and breaks ties of the sort, as a stable merge of the files in order would.
+    """
+    keys = DEDUP_KEYS[zone]
+    key_list = ", ".join(f'"{key}"' for key in keys)
+    same_key = " AND ".join(f'p."{key}" IS NOT DISTINCT FROM d."{key}"' for key in keys)
+    columns = ", ".join(f'p."{name}"' for name in SCHEMAS[zone])
+    files = (
+        "(SELECT *, list_position($files, filename) AS file_index"
+        " FROM read_parquet($files, filename = true, file_row_number = true))"
+    )
+    # Only keys seen more than once are joined back, so the join's table stays small.
+    query = f"""
+        COPY (
+            WITH repeated AS (
+                SELECT {key_list}, min((file_index, file_row_number)) AS kept
+                FROM {files} GROUP BY ALL HAVING count(*) > 1
+            )
+            SELECT {columns} FROM {files} AS p LEFT JOIN repeated AS d ON {same_key}
+            WHERE d.kept IS NULL OR d.kept = (p.file_index, p.file_row_number)
+            ORDER BY p."{TIME_COLUMN[zone]}", p.received_at, p.file_index, p.file_row_number
+        ) TO '{_sql_text(output)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE {BATCH_ROWS})
+    """
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "memory_limit": f"{memory_mb}MB",
+        "temp_directory": str(output.parent / "spill"),
+        "preserve_insertion_order": False,
+        "threads": 1,
+    }
+    try:
+        with duckdb.connect(config=config) as connection:
+            connection.execute(query, {"files": [str(path) for path in paths]})
+    except duckdb.Error as exc:
+        raise CompactionError(f"cannot merge {len(paths)} files into {output.name}: {exc}") from exc
+
+
+def _sql_text(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _reencode(zone: Zone, source: Path, output: Path, metadata: dict[str, str]) -> None:
+    """Copy a Parquet file batch by batch into the zone's exact column types.
+
+    DuckDB can only write microsecond timestamps, and the lake promises milliseconds.
+    Reading in fixed batches bounds memory, which a plain scan-and-sink does not.
+    """
+    schema = SCHEMAS[zone]
+    rows: int = pl.scan_parquet(source).select(pl.len()).collect().item()
+    typed = [pl.col(name).cast(dtype) for name, dtype in schema.items()]
+
+    def batches(
+        columns: list[str] | None, predicate: pl.Expr | None, limit: int | None, _: int | None
+    ) -> Iterator[pl.DataFrame]:
+        for offset in range(0, rows if limit is None else min(rows, limit), BATCH_ROWS):
+            batch = pl.scan_parquet(source).slice(offset, BATCH_ROWS).select(typed)
+            batch = batch if predicate is None else batch.filter(predicate)
+            yield (batch if columns is None else batch.select(columns)).collect()
+
+    frames = register_io_source(batches, schema=schema)
+    frames.sink_parquet(output, compression="zstd", row_group_size=BATCH_ROWS, metadata=metadata)
 
 
 class Compactor:
