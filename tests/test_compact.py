@@ -19,10 +19,11 @@ from hsl_live.compact import (
     compact_lake,
     compacted_name,
     lake_hours,
+    merge_files,
 )
 from hsl_live.errors import SinkError
 from hsl_live.hfp import Event, decode
-from hsl_live.schema import SCHEMAS, Zone, events_frame, partition_path, raw_frame
+from hsl_live.schema import SCHEMAS, TIME_COLUMN, Zone, events_frame, partition_path, raw_frame
 from hsl_live.settings import Settings
 from hsl_live.sink import LocalSink, S3Sink, Sink
 from s3_server import S3Server, s3_server  # noqa: F401 (a fixture, requested by name)
@@ -462,3 +463,69 @@ def test_compact_after_replay_keeps_every_zone_row(
     assert all(after[zone].equals(before[zone]) for zone in Zone)
     keys = asyncio.run(sink.list(""))
     assert parts > len(keys) == len(lake_hours(keys)) == 5
+
+
+def _many_events(rows: int) -> pl.DataFrame:
+    """Return `rows` distinct processed rows: one decoded event, varied in tst and vehicle."""
+    one = events_frame(_events([_message(0)]))
+    index = pl.int_range(rows, dtype=pl.Int64)
+    stamp = pl.lit(HOUR).dt.cast_time_unit("ms") + pl.duration(
+        milliseconds=index * 3600_000 // rows
+    )
+    veh = (index % 997 + 1).cast(pl.Int32)
+    return one.select(pl.all().gather([0] * rows)).with_columns(
+        stamp.alias("tst"),
+        (stamp + pl.duration(milliseconds=500)).alias("received_at"),
+        veh.alias("veh"),
+        pl.format("18/{}", veh).alias("unique_vehicle_id"),
+    )
+
+
+def test_merge_files_larger_hour_runs_under_duckdb_memory_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _many_events(200_000)
+    parts = 8
+    paths = []
+    for index in range(parts):
+        path = tmp_path / f"part-{index}.parquet"
+        rows.gather_every(parts, offset=index).write_parquet(path, compression="zstd")
+        paths.append(path)
+    again = tmp_path / "part-9.parquet"
+    rows.head(1000).with_columns(pl.col("received_at") + timedelta(seconds=5)).write_parquet(again)
+    limits: list[object] = []
+    connect = duckdb.connect
+
+    def recording_connect(
+        database: str = ":memory:", *, config: dict[str, str | bool | int | float | list[str]]
+    ) -> duckdb.DuckDBPyConnection:
+        limits.append(config["memory_limit"])
+        return connect(database, config=config)
+
+    monkeypatch.setattr(duckdb, "connect", recording_connect)
+    memory_mb = 128
+
+    counts = merge_files(
+        Zone.PROCESSED, [*paths, again], tmp_path / "out.parquet", memory_mb=memory_mb
+    )
+
+    assert limits == [f"{memory_mb}MB"]
+    assert counts == (201_000, 200_000)
+    merged = pl.read_parquet(tmp_path / "out.parquet")
+    assert merged.equals(rows)
+
+
+@pytest.mark.parametrize("zone", [Zone.RAW, Zone.PROCESSED])
+def test_merge_files_output_types_equal_parts(tmp_path: Path, zone: Zone) -> None:
+    messages = [_message(second, veh=second % 3 + 1) for second in range(0, 600, 7)]
+    frame = raw_frame(messages) if zone is Zone.RAW else events_frame(_events(messages))
+    paths = [tmp_path / "part-0.parquet", tmp_path / "part-1.parquet"]
+    frame.gather_every(2).write_parquet(paths[0], compression="zstd")
+    frame.gather_every(2, offset=1).write_parquet(paths[1], compression="zstd")
+
+    merge_files(zone, paths, tmp_path / "out.parquet")
+
+    merged = tmp_path / "out.parquet"
+    assert pl.read_parquet_schema(merged) == dict(SCHEMAS[zone])
+    assert _parquet_types(merged) == _parquet_types(paths[0])
+    assert pl.read_parquet(merged)[TIME_COLUMN[zone]].is_sorted()

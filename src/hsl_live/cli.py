@@ -250,7 +250,13 @@ async def _compact_lake(settings: Settings) -> CompactionReport:
     sink = open_sink(settings)
     try:
         await sink.check()
-        return await compact_lake(sink, now=time.time(), lateness_seconds=settings.lateness_seconds)
+        return await compact_lake(
+            sink,
+            now=time.time(),
+            lateness_seconds=settings.lateness_seconds,
+            memory_mb=settings.compact_memory_mb,
+            scratch=Path(settings.spool_dir) / "compact",
+        )
     finally:
         await sink.close()
 

@@ -162,9 +162,18 @@ def lake_hours(keys: Sequence[str]) -> list[LakeHour]:
     ]
 
 
-async def compact_lake(sink: Sink, *, now: float, lateness_seconds: float) -> CompactionReport:
+async def compact_lake(
+    sink: Sink,
+    *,
+    now: float,
+    lateness_seconds: float,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    scratch: Path | None = None,
+) -> CompactionReport:
     """Compact every sealed hour of every zone; `now` is in epoch seconds.
 
+    Work files (downloads, spilled sort runs) go to a temporary folder inside `scratch`,
+    or the system's, which should be a disk: a tmpfs would hold them in memory.
     An hour that fails is logged and listed in the report; the others still run.
     """
     report = CompactionReport()
@@ -176,7 +185,7 @@ async def compact_lake(sink: Sink, *, now: float, lateness_seconds: float) -> Co
                 report.unsealed += 1
                 continue
             try:
-                result = await compact_hour(sink, hour)
+                result = await compact_hour(sink, hour, memory_mb=memory_mb, scratch=scratch)
             except (SinkError, CompactionError, pl.exceptions.PolarsError):
                 logger.exception("compacting %s failed; it is left as it was", hour.folder)
                 report.failed.append(hour.folder)
@@ -186,10 +195,14 @@ async def compact_lake(sink: Sink, *, now: float, lateness_seconds: float) -> Co
     return report
 
 
-async def compact_hour(sink: Sink, hour: LakeHour) -> HourResult:
+async def compact_hour(
+    sink: Sink, hour: LakeHour, *, memory_mb: int = DEFAULT_MEMORY_MB, scratch: Path | None = None
+) -> HourResult:
     """Merge one hour's files into one compacted file, or finish an interrupted merge."""
-    with tempfile.TemporaryDirectory(prefix="hsl-live-compact-") as scratch:
-        folder = Path(scratch)
+    if scratch is not None:
+        await asyncio.to_thread(scratch.mkdir, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hsl-live-compact-", dir=scratch) as work:
+        folder = Path(work)
         names = list(hour.names)
         covered = await _covered(sink, hour, folder)
         if covered:
@@ -204,7 +217,9 @@ async def compact_hour(sink: Sink, hour: LakeHour) -> HourResult:
         if len(remaining) == 1 and is_compacted(remaining[0]):
             return HourResult(len(names), 1, finished=len(covered))
 
-        return await _merge_hour(sink, hour, remaining, folder, finished=len(covered))
+        return await _merge_hour(
+            sink, hour, remaining, folder, finished=len(covered), memory_mb=memory_mb
+        )
 
 
 async def _covered(sink: Sink, hour: LakeHour, folder: Path) -> set[str]:
@@ -232,7 +247,7 @@ async def _covered(sink: Sink, hour: LakeHour, folder: Path) -> set[str]:
 
 
 async def _merge_hour(
-    sink: Sink, hour: LakeHour, inputs: list[str], folder: Path, *, finished: int
+    sink: Sink, hour: LakeHour, inputs: list[str], folder: Path, *, finished: int, memory_mb: int
 ) -> HourResult:
     paths = [folder / name for name in inputs]
     for name, path in zip(inputs, paths, strict=True):
@@ -241,7 +256,9 @@ async def _merge_hour(
 
     output = folder / compacted_name(inputs)
     started = time.monotonic()
-    rows_before, rows_after = await asyncio.to_thread(merge_files, hour.zone, paths, output)
+    rows_before, rows_after = await asyncio.to_thread(
+        merge_files, hour.zone, paths, output, memory_mb=memory_mb
+    )
     await sink.put(hour.key(output.name), await asyncio.to_thread(output.read_bytes))
     for name in inputs:
         await sink.delete(hour.key(name))
@@ -385,6 +402,8 @@ class Compactor:
         self.sink = sink if sink is not None else open_sink(settings)
         self.interval = settings.compact_interval_seconds
         self.lateness = settings.lateness_seconds
+        self.memory_mb = settings.compact_memory_mb
+        self.scratch = Path(settings.spool_dir) / "compact"
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Compact now and every interval until `stopping` is set, then close the sink."""
@@ -416,7 +435,13 @@ class Compactor:
     async def run_once(self) -> CompactionReport | None:
         """Compact the lake once; failures are logged, never raised, so ingestion goes on."""
         try:
-            report = await compact_lake(self.sink, now=time.time(), lateness_seconds=self.lateness)
+            report = await compact_lake(
+                self.sink,
+                now=time.time(),
+                lateness_seconds=self.lateness,
+                memory_mb=self.memory_mb,
+                scratch=self.scratch,
+            )
         except SinkError as exc:
             logger.warning("compaction skipped: %s", exc)
             return None

@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     writer_id: str = ""
     lateness_seconds: float = 3600.0
     compact_interval_seconds: float = 900.0
+    compact_memory_mb: int = 256
     dedup_seconds: float = 300.0
     host: str = "127.0.0.1"
     port: int = 8000
@@ -180,6 +181,7 @@ _FIELDS: dict[str, _Field] = {
     "writer_id": _Field(_writer_id, "letters, digits, '_' and '.' only (no '-')"),
     "lateness_seconds": _Field(_positive_float, "a positive number of seconds"),
     "compact_interval_seconds": _Field(_positive_float, "a positive number of seconds"),
+    "compact_memory_mb": _Field(_positive_int, "a positive number of MiB"),
     "dedup_seconds": _Field(_positive_float, "a positive number of seconds"),
     "host": _Field(_text, "a host name or IP address"),
     "port": _Field(_port, "a TCP port between 1 and 65535, or 0 for any free port"),
