@@ -39,6 +39,10 @@ demo: install
 bench: install
 	$(BIN)/python -m bench
 
+# Memory with 5,000 vehicles and 1,000 SSE clients, sampled for 30 minutes.
+soak: install
+	$(BIN)/python -m bench soak --minutes 30
+
 query: install
 	$(BIN)/hsl-live query delay_by_route_hour --limit 20
 

@@ -1,0 +1,1 @@
+"""Benchmarks of hsl_live (`make bench`): ingest, live view, memory, lake and SQL."""

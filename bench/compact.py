@@ -1,0 +1,192 @@
+"""Benchmark compaction of one processed-zone hour: wall time and peak memory.
+
+Measured on 2 cores (merge_files, 60 parts, about 1 % duplicates and 1 % late rows):
+before (whole hour in Polars)  1M rows: 4.0 s, 1,173 MiB peak;  5M: 35 s, 4,003 MiB peak.
+
+Each measurement runs in a fresh Python process, so the peak resident set size it reports
+(`ru_maxrss`) belongs to that compaction alone; `extra` is that peak minus the process's
+size just before merging (interpreter, imports and nothing else).
+
+`python -m bench.compact [--quick] [--rows N ...] [--baseline]` runs it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from hsl_live.compact import merge_files
+from hsl_live.schema import SCHEMAS, Zone
+
+HOUR = datetime(2024, 2, 13, 16, tzinfo=UTC)
+PARTS = 60
+VEHICLES = 1500
+LATE_SHARE = 0.01
+DUPLICATE_SHARE = 0.01
+
+
+def make_hour(folder: Path, rows: int, parts: int = PARTS) -> list[Path]:
+    """Write `parts` processed-zone part files holding about `rows` rows of one hour.
+
+    Like the batcher's output: each part covers a slice of receipt time and is sorted by
+    `tst`; about 1 % of rows arrive late (in a later part) and 1 % are duplicates of an
+    earlier row received again in the next part.
+    """
+    frame = _events(rows)
+    per_part = -(-rows // parts)
+    index = pl.int_range(pl.len(), dtype=pl.Int64)
+    noise = index.hash(7) % 10_000
+    late = noise < int(LATE_SHARE * 10_000)
+    slot = index // per_part
+    spread = (index.hash(11) % parts).cast(pl.Int64)
+    part = pl.when(late).then(pl.max_horizontal(slot, spread)).otherwise(slot)
+    duplicate = noise >= 10_000 - DUPLICATE_SHARE * 10_000
+    frame = frame.with_columns(part.alias("_part"), duplicate.alias("_dup"))
+
+    again = frame.filter("_dup").with_columns(
+        (pl.col("_part") + 1).clip(upper_bound=parts - 1),
+        (pl.col("received_at") + pl.duration(seconds=2)),
+    )
+    frame = pl.concat([frame, again])
+
+    paths = []
+    for group in frame.partition_by("_part", maintain_order=False):
+        seq = int(group["_part"][0])
+        path = folder / f"part-{1707840000000 + seq * 60_000}-bench-{seq:04d}.parquet"
+        group.drop("_part", "_dup").sort("tst").write_parquet(path, compression="zstd")
+        paths.append(path)
+
+    return sorted(paths)
+
+
+def _events(rows: int) -> pl.DataFrame:
+    schema = SCHEMAS[Zone.PROCESSED]
+    start = int(HOUR.timestamp() * 1000)
+    index = pl.int_range(rows, dtype=pl.Int64)
+    veh = (index.hash(1) % VEHICLES + 1).cast(pl.Int32)
+    oper = (veh % 30 + 6).cast(pl.Int16)
+    route = (veh % 400 + 1000).cast(pl.String)
+    tst = pl.lit(start) + index * 3_600_000 // rows
+    values: dict[str, pl.Expr] = {
+        "received_at": tst + 300 + index.hash(2) % 900,
+        "topic_prefix": pl.lit("/hfp/"),
+        "topic_version": pl.lit("v2"),
+        "journey_type": pl.lit("journey"),
+        "is_ongoing": pl.lit(True),
+        "event_type": pl.when(index.hash(3) % 20 == 0).then(pl.lit("DOO")).otherwise(pl.lit("VP")),
+        "mode": pl.when(veh % 5 == 0).then(pl.lit("tram")).otherwise(pl.lit("bus")),
+        "owner_operator_id": oper,
+        "vehicle_number": veh,
+        "unique_vehicle_id": pl.format("{}/{}", oper, veh),
+        "route_id": route,
+        "direction_id": (veh % 2 + 1).cast(pl.Int8),
+        "headsign": pl.format("Headsign {}", veh % 400),
+        "journey_start_time": pl.format("{}:00", veh % 24),
+        "next_stop_id": (index.hash(4) % 9000 + 1_000_000).cast(pl.String),
+        "geohash_level": (index.hash(5) % 5).cast(pl.Int8),
+        "topic_latitude": pl.lit(60.17),
+        "topic_longitude": pl.lit(24.94),
+        "desi": (veh % 400).cast(pl.String),
+        "dir": (veh % 2 + 1).cast(pl.Int8),
+        "oper": oper,
+        "veh": veh,
+        "tst": tst,
+        "tsi": tst // 1000,
+        "spd": (index.hash(6) % 2000).cast(pl.Float64) / 100,
+        "hdg": (index.hash(8) % 360).cast(pl.Int16),
+        "lat": 60.1 + (index.hash(9) % 100_000).cast(pl.Float64) / 1e6,
+        "long": 24.8 + (index.hash(10) % 300_000).cast(pl.Float64) / 1e6,
+        "acc": (index.hash(12) % 300).cast(pl.Float64) / 100 - 1.5,
+        "dl": (index.hash(13) % 600).cast(pl.Int32) - 300,
+        "odo": (index.hash(14) % 30_000).cast(pl.Float64),
+        "drst": index.hash(15) % 2 == 0,
+        "oday": pl.lit(HOUR.date()),
+        "jrn": (veh % 900).cast(pl.Int32),
+        "line": (veh % 400).cast(pl.Int32),
+        "start": pl.format("{}:00", veh % 24),
+        "loc": pl.lit("GPS"),
+        "stop": pl.when(index.hash(16) % 4 == 0).then(index.hash(17) % 9000 + 1_000_000),
+        "route": route,
+        "occu": pl.lit(0),
+        "seq": pl.lit(1),
+        "label": pl.lit(None, pl.String),
+    }
+    frame: pl.DataFrame = pl.select(*(value.alias(name) for name, value in values.items()))
+    frame = frame.with_columns(pl.lit(None).alias(name) for name in schema if name not in values)
+
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def _measure(paths: list[Path], output: Path) -> dict[str, float]:
+    """Merge in this process and return seconds, rows and memory in MiB."""
+    before = _rss_mib()
+    started = time.perf_counter()
+    rows_before, rows_after = merge_files(Zone.PROCESSED, paths, output)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    return {
+        "seconds": round(seconds, 2),
+        "rows_before": rows_before,
+        "rows_after": rows_after,
+        "peak_rss_mib": round(peak),
+        "extra_mib": round(peak - before),
+        "output_mib": round(output.stat().st_size / 2**20, 1),
+    }
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def measure(rows: int) -> dict[str, float]:
+    """Build an hour of `rows` rows in 60 parts and compact it in a fresh process."""
+    with tempfile.TemporaryDirectory(prefix="hsl-live-bench-") as scratch:
+        folder = Path(scratch)
+        make_hour(folder, rows)
+        command = [sys.executable, "-m", "bench.compact", "--child", scratch]
+        result = subprocess.run(command, check=True, capture_output=True, text=True)
+
+    measured: dict[str, float] = json.loads(result.stdout)
+    return measured
+
+
+def run(quick: bool) -> dict[str, object]:
+    """Return time and peak memory of compacting 1M and 5M processed rows (quick: 200k)."""
+    sizes = [200_000] if quick else [1_000_000, 5_000_000]
+    return {f"compact_{rows}_rows": measure(rows) for rows in sizes}
+
+
+def _child(scratch: str) -> None:
+    folder = Path(scratch)
+    paths = sorted(folder.glob("part-*.parquet"))
+    print(json.dumps(_measure(paths, folder / "compacted.parquet")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.compact")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rows", type=int, nargs="*")
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child)
+        return
+    sizes = args.rows or ([200_000] if args.quick else [1_000_000, 5_000_000])
+    for rows in sizes:
+        print(rows, measure(rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
