@@ -25,12 +25,15 @@ DEFAULT = ("ingest", "live", "memory", "lake")
 def main() -> int:
     """Run the chosen benchmarks, print the table and write the JSON results."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("benches", nargs="*", choices=BENCHES, metavar="BENCH")
+    parser.add_argument("benches", nargs="*", metavar="BENCH", help=", ".join(BENCHES))
     parser.add_argument("--quick", action="store_true", help="smaller workloads, one round")
     parser.add_argument("--rounds", type=int, default=None, help="ingest rounds (default 3)")
     parser.add_argument("--minutes", type=float, default=30.0, help="soak length")
     args = parser.parse_args()
     chosen = args.benches or list(DEFAULT)
+    unknown = [name for name in chosen if name not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
     quick = args.quick
     rounds = args.rounds or (1 if quick else 3)
     messages = 100_000 if quick else 300_000
