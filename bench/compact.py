@@ -8,30 +8,52 @@ Each measurement runs in a fresh Python process, so the peak resident set size i
 (`VmHWM`) belongs to that compaction alone; `extra` is that peak minus the process's
 size just before merging (interpreter, imports and nothing else).
 
-`python -m bench.compact [--quick] [--rows N ...] [--baseline]` runs it alone.
+`--sink local` or `--sink s3` measures a whole `compact_lake` run instead of the merge
+alone: download of the parts, merge, upload of the merged file and deletes, against a lake
+folder or a moto S3 server run in its own process (so its memory is not counted).
+
+`python -m bench.compact [--quick] [--rows N ...] [--sink merge|local|s3]` runs it alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import polars as pl
 
-from hsl_live.compact import merge_files
-from hsl_live.schema import SCHEMAS, Zone
+from hsl_live.compact import CompactionReport, compact_lake, merge_files
+from hsl_live.schema import SCHEMAS, Zone, partition_path
+from hsl_live.settings import Settings
+from hsl_live.sink import Sink, open_sink
 
 HOUR = datetime(2024, 2, 13, 16, tzinfo=UTC)
 PARTS = 60
 VEHICLES = 1500
 LATE_SHARE = 0.01
 DUPLICATE_SHARE = 0.01
+SINKS = ("merge", "local", "s3")
+BUCKET = "bench-lake"
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+}
 
 
 def make_hour(folder: Path, rows: int, parts: int = PARTS) -> list[Path]:
@@ -144,6 +166,35 @@ def _measure(paths: list[Path], output: Path) -> dict[str, float]:
     }
 
 
+def _measure_lake(lake_url: str, endpoint_url: str | None, scratch: Path) -> dict[str, float]:
+    """Compact the lake in this process and return seconds, rows and memory in MiB."""
+    settings = Settings(lake_url=lake_url, s3_endpoint_url=endpoint_url)
+    sink = open_sink(settings)
+    now = (HOUR + timedelta(days=1)).timestamp()
+    before = _rss_mib()
+    started = time.perf_counter()
+    report = asyncio.run(_compact(sink, now, scratch))
+    seconds = time.perf_counter() - started
+    peak = _status_mib("VmHWM")
+    summary = report.zones[Zone.PROCESSED]
+
+    return {
+        "seconds": round(seconds, 2),
+        "rows_before": summary.rows_before,
+        "rows_after": summary.rows_after,
+        "peak_rss_mib": round(peak),
+        "extra_mib": round(peak - before),
+        "failed": len(report.failed),
+    }
+
+
+async def _compact(sink: Sink, now: float, scratch: Path) -> CompactionReport:
+    try:
+        return await compact_lake(sink, now=now, lateness_seconds=3600, scratch=scratch)
+    finally:
+        await sink.close()
+
+
 def _rss_mib() -> float:
     return _status_mib("VmRSS")
 
@@ -158,16 +209,79 @@ def _status_mib(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def measure(rows: int) -> dict[str, float]:
-    """Build an hour of `rows` rows in 60 parts and compact it in a fresh process."""
+def measure(rows: int, sink: str = "merge") -> dict[str, float]:
+    """Build an hour of `rows` rows in 60 parts and compact it in a fresh process.
+
+    `sink` "merge" times `merge_files` alone; "local" and "s3" a whole `compact_lake`.
+    """
     with tempfile.TemporaryDirectory(prefix="hsl-live-bench-") as scratch:
         folder = Path(scratch)
-        make_hour(folder, rows)
+        paths = make_hour(folder, rows)
         command = [sys.executable, "-m", "bench.compact", "--child", scratch]
-        result = subprocess.run(command, check=True, capture_output=True, text=True)
+        if sink == "merge":
+            result = subprocess.run(command, check=True, capture_output=True, text=True)
+        elif sink == "local":
+            lake = folder / "lake"
+            _move_into(lake, paths)
+            command += ["--lake", str(lake)]
+            result = subprocess.run(command, check=True, capture_output=True, text=True)
+        else:
+            with _moto_server() as endpoint:
+                _upload(endpoint, paths)
+                command += ["--lake", f"s3://{BUCKET}/lake", "--endpoint", endpoint]
+                env = {**os.environ, **FAKE_AWS}
+                result = subprocess.run(
+                    command, check=True, capture_output=True, text=True, env=env
+                )
 
     measured: dict[str, float] = json.loads(result.stdout)
     return measured
+
+
+def _move_into(lake: Path, paths: list[Path]) -> None:
+    folder = lake / partition_path(Zone.PROCESSED, HOUR)
+    folder.mkdir(parents=True)
+    for path in paths:
+        shutil.move(path, folder / path.name)
+
+
+def _upload(endpoint: str, paths: list[Path]) -> None:
+    client = boto3.client("s3", endpoint_url=endpoint, **_boto_credentials())
+    client.create_bucket(Bucket=BUCKET)
+    for path in paths:
+        key = f"lake/{partition_path(Zone.PROCESSED, HOUR)}/{path.name}"
+        client.upload_file(str(path), BUCKET, key)
+        path.unlink()
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "region_name": FAKE_AWS["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": FAKE_AWS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+@contextmanager
+def _moto_server() -> Iterator[str]:
+    """Run moto's S3 in its own process on a free local port; yield its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"moto server did not listen on port {port} within 10 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def run(quick: bool) -> dict[str, object]:
@@ -176,8 +290,11 @@ def run(quick: bool) -> dict[str, object]:
     return {f"compact_{rows}_rows": measure(rows) for rows in sizes}
 
 
-def _child(scratch: str) -> None:
+def _child(scratch: str, lake: str | None, endpoint: str | None) -> None:
     folder = Path(scratch)
+    if lake is not None:
+        print(json.dumps(_measure_lake(lake, endpoint, folder / "work")))
+        return
     paths = sorted(folder.glob("part-*.parquet"))
     print(json.dumps(_measure(paths, folder / "compacted.parquet")))
 
@@ -186,14 +303,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.compact")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rows", type=int, nargs="*")
+    parser.add_argument("--sink", choices=SINKS, default="merge")
     parser.add_argument("--child")
+    parser.add_argument("--lake")
+    parser.add_argument("--endpoint")
     args = parser.parse_args()
     if args.child:
-        _child(args.child)
+        _child(args.child, args.lake, args.endpoint)
         return
     sizes = args.rows or ([200_000] if args.quick else [1_000_000, 5_000_000])
     for rows in sizes:
-        print(rows, measure(rows), flush=True)
+        print(rows, args.sink, measure(rows, args.sink), flush=True)
 
 
 if __name__ == "__main__":
