@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,6 +141,12 @@ class CrashingSink:
 
     async def get(self, key: str) -> bytes:
         return await self.inner.get(key)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        await self.inner.put_file(key, path)
+
+    async def get_file(self, key: str, path: Path) -> None:
+        await self.inner.get_file(key, path)
 
     async def delete(self, key: str) -> None:
         if self.deletes <= 0:
@@ -416,6 +424,9 @@ class StallingSink(LocalSink):
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
+    async def get_file(self, key: str, path: Path) -> None:
+        await asyncio.Event().wait()
+
 
 async def test_compactor_stop_cancels_compaction_in_flight(tmp_path: Path) -> None:
     sink = StallingSink(tmp_path / "lake")
@@ -529,3 +540,53 @@ def test_merge_files_output_types_equal_parts(tmp_path: Path, zone: Zone) -> Non
     assert pl.read_parquet_schema(merged) == dict(SCHEMAS[zone])
     assert _parquet_types(merged) == _parquet_types(paths[0])
     assert pl.read_parquet(merged)[TIME_COLUMN[zone]].is_sorted()
+
+
+class WholeFileSpy(LocalSink):
+    """A local sink that records the size of every object passed whole through memory."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.in_memory: list[int] = []
+
+    async def put(self, key: str, data: bytes) -> None:
+        self.in_memory.append(len(data))
+        await super().put(key, data)
+
+    async def get(self, key: str) -> bytes:
+        data = await super().get(key)
+        self.in_memory.append(len(data))
+        return data
+
+
+def _noise_hour(rows: int, parts: int) -> list[pl.DataFrame]:
+    """Return raw-zone parts whose payloads are random hex, so zstd cannot shrink them."""
+    start = HOUR.replace(tzinfo=None)
+    payloads = [os.urandom(100).hex() for _ in range(rows)]
+    received = [start + timedelta(milliseconds=index * 3600_000 // rows) for index in range(rows)]
+    frame = pl.DataFrame(
+        {"received_at": received, "topic": ["/hfp/v2/x"] * rows, "payload": payloads},
+        schema=SCHEMAS[Zone.RAW],
+    )
+    return [frame.gather_every(parts, offset=index) for index in range(parts)]
+
+
+async def test_compact_lake_never_holds_merged_file_in_memory(tmp_path: Path) -> None:
+    sink = WholeFileSpy(tmp_path / "lake")
+    for seq, part in enumerate(_noise_hour(80_000, parts=4)):
+        await _put_part(sink, Zone.RAW, part, seq)
+    await _compact(sink)  # a first merge, so the second downloads a compacted file too
+    await _put_part(sink, Zone.RAW, _noise_hour(100, parts=1)[0], seq=9)
+    sink.in_memory.clear()
+    tracemalloc.start()
+    try:
+        await _compact(sink)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    [key] = await sink.list("raw/")
+    merged = (tmp_path / "lake" / key).stat().st_size
+    assert merged > 8 * 2**20
+    assert sink.in_memory == []
+    assert peak < merged / 2, (peak, merged)

@@ -259,7 +259,7 @@ async def _merge_hour(
     rows_before, rows_after = await asyncio.to_thread(
         merge_files, hour.zone, paths, output, memory_mb=memory_mb
     )
-    await sink.put(hour.key(output.name), await asyncio.to_thread(output.read_bytes))
+    await sink.put_file(hour.key(output.name), output)
     for name in inputs:
         await sink.delete(hour.key(name))
 
@@ -275,8 +275,7 @@ async def _merge_hour(
 
 
 async def _download(sink: Sink, key: str, path: Path) -> Path:
-    data = await sink.get(key)
-    await asyncio.to_thread(path.write_bytes, data)
+    await sink.get_file(key, path)
     return path
 
 
