@@ -31,10 +31,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import polars as pl
 
+from hsl_live import compact
 from hsl_live.compact import CompactionReport, compact_lake, merge_files
 from hsl_live.schema import SCHEMAS, Zone, partition_path
 from hsl_live.settings import Settings
@@ -167,25 +169,71 @@ def _measure(paths: list[Path], output: Path) -> dict[str, float]:
 
 
 def _measure_lake(lake_url: str, endpoint_url: str | None, scratch: Path) -> dict[str, float]:
-    """Compact the lake in this process and return seconds, rows and memory in MiB."""
+    """Compact the lake in this process and return seconds, rows and memory in MiB.
+
+    Besides the whole run's peak, each phase's rise above the memory at its start:
+    downloading the parts, merging them, and uploading the result (then deletes).
+    """
     settings = Settings(lake_url=lake_url, s3_endpoint_url=endpoint_url)
     sink = open_sink(settings)
     now = (HOUR + timedelta(days=1)).timestamp()
+    phases = _Phases()
     before = _rss_mib()
     started = time.perf_counter()
-    report = asyncio.run(_compact(sink, now, scratch))
+    with phases.around_merge():
+        report = asyncio.run(_compact(sink, now, scratch))
     seconds = time.perf_counter() - started
-    peak = _status_mib("VmHWM")
+    phases.end("upload_extra_mib")
     summary = report.zones[Zone.PROCESSED]
 
     return {
         "seconds": round(seconds, 2),
         "rows_before": summary.rows_before,
         "rows_after": summary.rows_after,
-        "peak_rss_mib": round(peak),
-        "extra_mib": round(peak - before),
+        "peak_rss_mib": round(phases.peak),
+        "extra_mib": round(phases.peak - before),
+        **{name: round(value) for name, value in phases.rises.items()},
         "failed": len(report.failed),
     }
+
+
+class _Phases:
+    """Split a run's peak memory at the merge, resetting VmHWM between phases.
+
+    Writing 5 to /proc/self/clear_refs resets VmHWM to the current size, so the next
+    reading is that phase's peak; the run's peak is the largest of them.
+    """
+
+    def __init__(self) -> None:
+        self.start = _rss_mib()
+        self.peak = 0.0
+        self.rises: dict[str, float] = {}
+
+    def end(self, name: str) -> None:
+        high = _status_mib("VmHWM")
+        self.peak = max(self.peak, high)
+        self.rises[name] = high - self.start
+        self.start = _rss_mib()
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+
+    @contextmanager
+    def around_merge(self) -> Iterator[None]:
+        """Patch compaction's merge_files to end a phase before and after it runs."""
+        merge = compact.merge_files
+
+        def measured(*args: Any, **kwargs: Any) -> tuple[int, int]:
+            self.end("download_extra_mib")
+            try:
+                return merge(*args, **kwargs)
+            finally:
+                self.end("merge_extra_mib")
+
+        compact.merge_files = measured
+        try:
+            yield
+        finally:
+            compact.merge_files = merge
 
 
 async def _compact(sink: Sink, now: float, scratch: Path) -> CompactionReport:
