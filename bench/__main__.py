@@ -10,6 +10,7 @@ import argparse
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -42,19 +43,18 @@ def main() -> int:
     figures: list[Figure] = []
     started = time.monotonic()
     if "ingest" in chosen or "lake" in chosen:
-        figures += ingest.run(messages, 2000, rounds if "ingest" in chosen else 1)
-        if "lake" in chosen:
+        figures += _guarded("ingest", lambda: ingest.run(messages, 2000, rounds))
+        if "lake" in chosen and ingest.LAST_LAKE_BYTES:
             figures += lake.size_figures(load(messages, 2000), ingest.LAST_LAKE_BYTES)
-        if "ingest" not in chosen:
-            figures = [f for f in figures if f.bench != "ingest"]
     if "live" in chosen:
-        figures += live.live_figures(2000, 1000, seconds, tick=0.5)
+        figures += _guarded("live", lambda: live.live_figures(2000, 1000, seconds, tick=0.5))
     if "memory" in chosen:
-        figures += live.memory_figures(5000, 1000, seconds)
+        figures += _guarded("memory", lambda: live.memory_figures(5000, 1000, seconds))
     if "lake" in chosen:
-        figures += lake.sql_figures(1_000_000 if quick else 10_000_000, 1 if quick else 2)
+        events = 1_000_000 if quick else 10_000_000
+        figures += _guarded("sql", lambda: lake.sql_figures(events, 1 if quick else 2))
     if "soak" in chosen:
-        figures += live.soak_figures(5000, 1000, args.minutes)
+        figures += _guarded("soak", lambda: live.soak_figures(5000, 1000, args.minutes))
 
     print(table(figures))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -70,6 +70,16 @@ def main() -> int:
     }
     (RESULTS / "latest.json").write_bytes(msgspec.json.format(msgspec.json.encode(report)))
     return 0 if all(f.met is not False for f in figures) else 1
+
+
+def _guarded(bench: str, run: Callable[[], list[Figure]]) -> list[Figure]:
+    """Run one benchmark; a failure becomes a failed figure, so the others still report."""
+    try:
+        figures = run()
+    except Exception as exc:
+        figures = [Figure(bench, "error", f"{type(exc).__name__}: {exc}", met=False)]
+    print(table(figures), "\n", file=sys.stderr, flush=True)
+    return figures
 
 
 def table(figures: list[Figure]) -> str:

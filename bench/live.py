@@ -122,7 +122,7 @@ def _sample_rss(pid: int, until_done: subprocess.Popen[str], every: float) -> li
 
 
 def _metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
         text = response.read().decode()
     values: dict[str, float] = {}
     for line in text.splitlines():
