@@ -101,6 +101,7 @@ def test_load_settings_override_none_means_unset() -> None:
 BAD_BY_PARSER: dict[str, tuple[str, Any]] = {
     "_mqtt_url": ("env", "http://mqtt.hsl.fi"),
     "_text": ("toml", 5),
+    "_required_text": ("env", " "),
     "_optional_text": ("toml", 5),
     "_positive_int": ("env", "0"),
     "_positive_float": ("env", "soon"),

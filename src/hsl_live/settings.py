@@ -73,6 +73,13 @@ def _text(name: str, value: Any) -> str:
     return value
 
 
+def _required_text(name: str, value: Any) -> str:
+    text = _text(name, value).strip()
+    if not text:
+        raise ValueError
+    return text
+
+
 def _optional_text(name: str, value: Any) -> str | None:
     text = _text(name, value).strip()
     return text or None
@@ -177,13 +184,13 @@ _FIELDS: dict[str, _Field] = {
     "s3_endpoint_url": _Field(_http_url, "an http:// or https:// URL, or empty"),
     "flush_rows": _Field(_positive_int, "a positive integer"),
     "flush_seconds": _Field(_positive_float, "a positive number of seconds"),
-    "spool_dir": _Field(_text, "a directory path"),
+    "spool_dir": _Field(_required_text, "a directory path"),
     "writer_id": _Field(_writer_id, "letters, digits, '_' and '.' only (no '-')"),
     "lateness_seconds": _Field(_positive_float, "a positive number of seconds"),
     "compact_interval_seconds": _Field(_positive_float, "a positive number of seconds"),
     "compact_memory_mb": _Field(_positive_int, "a positive number of MiB"),
     "dedup_seconds": _Field(_positive_float, "a positive number of seconds"),
-    "host": _Field(_text, "a host name or IP address"),
+    "host": _Field(_required_text, "a host name or IP address"),
     "port": _Field(_port, "a TCP port between 1 and 65535, or 0 for any free port"),
     "stale_seconds": _Field(_positive_float, "a positive number of seconds"),
     "tick_seconds": _Field(_positive_float, "a positive number of seconds"),
