@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers import Mosquitto, eventually
+from brokers import Mosquitto, eventually, free_port
 from hsl_live.capture import read_capture
 from hsl_live.errors import HslLiveError
 from hsl_live.hfp import Event, Rejection, decode
@@ -135,6 +135,13 @@ def test_parse_rate_scale_accepts_max_and_numbers() -> None:
     assert (parse_rate_scale("max"), parse_rate_scale("2.5")) == (None, 2.5)
     with pytest.raises(HslLiveError, match="--rate-scale"):
         parse_rate_scale("fast")
+
+
+async def test_publish_unreachable_broker_names_the_url() -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+
+    with pytest.raises(HslLiveError, match=f"cannot publish to {url}: .*refused"):
+        await publish(iter(simulated(duration=1)), url)
 
 
 @pytest.mark.integration

@@ -491,22 +491,25 @@ async def publish(
         timeout=10,
     )
     sent = 0
-    async with client:
-        logger.info("publishing to %s", url)
-        paho_client = client._client  # QoS 0 publish without a per-message wait
-        origin: tuple[float, float] | None = None
-        for received, topic, payload in messages:
-            if rate_scale is not None:
-                origin = origin or (received, time.monotonic())
-                delay = origin[1] + (received - origin[0]) / rate_scale - time.monotonic()
-                if delay > 0.005:
+    try:
+        async with client:
+            logger.info("publishing to %s", url)
+            paho_client = client._client  # QoS 0 publish without a per-message wait
+            origin: tuple[float, float] | None = None
+            for received, topic, payload in messages:
+                if rate_scale is not None:
+                    origin = origin or (received, time.monotonic())
+                    delay = origin[1] + (received - origin[0]) / rate_scale - time.monotonic()
+                    if delay > 0.005:
+                        await _drain(paho_client)
+                        await asyncio.sleep(delay)
+                paho_client.publish(topic, payload, qos=0)
+                sent += 1
+                if sent % PUBLISH_CHUNK == 0:
                     await _drain(paho_client)
-                    await asyncio.sleep(delay)
-            paho_client.publish(topic, payload, qos=0)
-            sent += 1
-            if sent % PUBLISH_CHUNK == 0:
-                await _drain(paho_client)
-        await _drain(paho_client)
+            await _drain(paho_client)
+    except aiomqtt.MqttError as exc:
+        raise HslLiveError(f"cannot publish to {url}: {exc}") from exc
     logger.info("published %d messages", sent)
 
     return sent
