@@ -40,7 +40,9 @@ S3_TIMEOUT_SECONDS = 30.0
 S3_CONNECT_TIMEOUT_SECONDS = 5.0
 TEMP_SUFFIX = ".tmp"
 
-# A file larger than one part goes up in parts; at most this many are in memory at once.
+# A file larger than one part goes up in parts, this many at once. Each part in flight is
+# held about twice (ours and the HTTP layer's): measured, a 100 MiB upload at 4 x 8 MiB
+# raised the process by 66 MiB, at 1 x 8 MiB by 32 MiB, whatever the file's size.
 S3_PART_BYTES = 8 * 2**20
 S3_PART_CONCURRENCY = 4
 # S3's limits: every part but the last is at least 5 MiB, and an upload has 10,000 parts.
