@@ -418,11 +418,44 @@ def test_ingest_policy_grants_only_lake_object_access() -> None:
     actions = {action for item in statements(policy) for action in item["Action"]}
     resources = {resource for item in statements(policy) for resource in item["Resource"]}
 
-    assert actions == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"}
+    assert actions == {
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListBucket",
+    }
     assert resources == {
         "arn:aws:s3:::${BucketName}/${LakePrefix}/*",
         "arn:aws:s3:::${BucketName}",
     }
+
+
+# The IAM action each S3 call of the sink needs (multipart parts and completion are PutObject).
+SINK_CALL_ACTIONS = {
+    "put_object": "s3:PutObject",
+    "create_multipart_upload": "s3:PutObject",
+    "upload_part": "s3:PutObject",
+    "complete_multipart_upload": "s3:PutObject",
+    "abort_multipart_upload": "s3:AbortMultipartUpload",
+    "get_object": "s3:GetObject",
+    "head_object": "s3:GetObject",
+    "delete_object": "s3:DeleteObject",
+    "list_objects_v2": "s3:ListBucket",
+    "head_bucket": "s3:ListBucket",
+}
+
+
+def test_ingest_policy_grants_every_call_the_sink_makes() -> None:
+    source = (ROOT / "src" / "hsl_live" / "sink.py").read_text(encoding="utf-8")
+    calls = set(re.findall(r"client\.(\w+)\(", source)) - {"get_paginator"}
+    calls |= set(re.findall(r"get_paginator\(\s*\"(\w+)\"", source))
+    granted = {
+        action for item in statements(load_policy(INGEST_POLICY)) for action in item["Action"]
+    }
+
+    assert calls <= set(SINK_CALL_ACTIONS), "map the new S3 call to its IAM action here"
+    assert {SINK_CALL_ACTIONS[call] for call in calls} <= granted
 
 
 def test_ingest_policy_lists_only_under_the_lake_prefix() -> None:
