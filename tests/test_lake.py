@@ -318,3 +318,34 @@ async def test_lake_sigkill_loses_at_most_a_second_of_input(tmp_path: Path) -> N
     assert recovery.returncode == 0
     assert lost <= rate, f"lost {lost} of about {received} messages"
     assert counts.raw <= received + rate
+
+
+@pytest.mark.integration
+async def test_lake_s3_run_after_outage_empties_spool_before_exit(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    first, second = tmp_path / "first.capture", tmp_path / "second.capture"
+    expected = mixed_capture(first)
+    later = feed(10, start=START + timedelta(hours=2))
+    write_capture(second, later)
+    url = f"s3://{s3_server.bucket}/lake"
+    down = _settings(tmp_path, lake_url=url, s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    up = _settings(tmp_path, lake_url=url, s3_endpoint_url=s3_server.url)
+
+    await _replay(down, first)
+    spooled = sorted((tmp_path / "spool" / "files").rglob("*.parquet"))
+    await _replay(up, second)
+
+    assert len(spooled) == 5
+    assert list((tmp_path / "spool" / "files").rglob("*.parquet")) == []
+    reader = S3Sink(url, endpoint_url=s3_server.url)
+    try:
+        raw, counts = await _zone(reader, Zone.RAW), await _counts(reader)
+    finally:
+        await reader.close()
+    assert raw["payload"].n_unique() == raw.height
+    assert counts == Expected(
+        raw=expected.raw + len(later),
+        processed=expected.processed + len(later),
+        rejected=expected.rejected,
+    )

@@ -3,7 +3,8 @@
 Ingest hands every distinct message, event and rejection to `Lake` on the event
 loop; that only appends to a buffer and to the write-ahead log. A timer seals old
 buffers, a writer task encodes sealed batches in a thread and delivers them to the
-sink (or the spool while the sink fails), and the uploader empties the spool.
+sink (or the spool while the sink fails), and the uploader empties the spool. At
+shutdown, `drain()` writes every buffer out and gives the spool a last upload pass.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from hsl_live.batcher import Batch, Batcher, FlushReason, encode
 from hsl_live.capture import RawMessage
-from hsl_live.errors import SinkError
 from hsl_live.hfp import Event, Rejection
-from hsl_live.pipeline import Source
+from hsl_live.pipeline import DRAIN_DEADLINE_SECONDS, Source
 from hsl_live.schema import Zone, hour_of
 from hsl_live.settings import Settings
 from hsl_live.sink import Sink, open_sink
@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 TIMER_MAX_SECONDS = 1.0
 QUEUE_POLL_SECONDS = 0.25
+# Sink calls during a drain end this early, so that spooling what they could not
+# upload still fits in the pipeline's drain deadline.
+DRAIN_SINK_SECONDS = DRAIN_DEADLINE_SECONDS - 5.0
 
 
 @dataclass
@@ -77,7 +80,10 @@ class Lake:
 
     @property
     def writable(self) -> bool:
-        """Return whether the sink accepted the last write (else files are spooling)."""
+        """Return whether the sink answered the last write or check (else files are spooling).
+
+        True again as soon as the sink takes one file, while the spool may still hold more.
+        """
         return not self.spool.failing
 
     def add_raw(self, message: RawMessage) -> None:
@@ -111,7 +117,13 @@ class Lake:
             await self.sink.close()
 
     async def drain(self) -> None:
-        """Seal every buffer and return once each file is in the sink or the spool."""
+        """Write every buffer to the sink or the spool, then upload what the spool holds.
+
+        Sink calls end within `DRAIN_SINK_SECONDS`; files they could not upload stay in
+        the spool for the next start, and a warning says how many.
+        """
+        deadline = asyncio.get_running_loop().time() + DRAIN_SINK_SECONDS
+        self.spool.close_by(deadline)
         for batch in self.batcher.seal_all():
             self._enqueue(batch)
         while not self._queue.empty():
@@ -119,6 +131,8 @@ class Lake:
             self._queue.task_done()
         await self._queue.join()
         self._log_cycle()
+
+        await self.spool.flush()
 
     def collect(self) -> Iterable[Metric]:
         """Yield the lake's counters and gauges for /metrics."""
@@ -173,10 +187,6 @@ class Lake:
     async def _open(self) -> None:
         logger.info("lake: writing to %s, spooling in %s", self.sink.url, self.settings.spool_dir)
         await self.spool.open()
-        try:
-            await self.sink.check()
-        except SinkError as exc:
-            self.spool.mark_failing(exc)
 
     async def _timer(self, stopping: asyncio.Event) -> None:
         tick = min(TIMER_MAX_SECONDS, self.settings.flush_seconds / 4)
