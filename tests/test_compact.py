@@ -4,6 +4,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import tracemalloc
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from hsl_live.compact import (
     Compactor,
     compact_lake,
     compacted_name,
+    is_compacted,
     lake_hours,
     merge_files,
 )
@@ -246,7 +248,7 @@ async def test_compact_lake_rerun_after_interruption_sees_rows_once(
 async def test_compact_lake_rerun_after_interruption_only_finishes_deletes(sink: Sink) -> None:
     await _put_processed(sink, _spread(90, parts=3))
     await compact_lake(CrashingSink(sink, 1), now=NOW, lateness_seconds=LATENESS)
-    [compacted] = [name for name in await _names(sink, Zone.PROCESSED) if "compacted" in name]
+    [compacted] = [name for name in await _names(sink, Zone.PROCESSED) if is_compacted(name)]
 
     report = await compact_lake(sink, now=NOW, lateness_seconds=LATENESS)
 
@@ -341,7 +343,10 @@ async def test_compact_hour_never_deletes_mutually_covering_files(tmp_path: Path
     folder = partition_path(Zone.PROCESSED, HOUR)
     frames = [events_frame(_events([_message(1)])), events_frame(_events([_message(2)]))]
     # Two compacted files that each claim to hold the other: neither may be deleted unmerged.
-    names = ["compacted-00000000000000aa.parquet", "compacted-00000000000000bb.parquet"]
+    names = [
+        "part-1-compact.00000000000000aa-0.parquet",
+        "part-2-compact.00000000000000bb-0.parquet",
+    ]
     for frame, name, other in zip(frames, names, reversed(names), strict=True):
         buffer = io.BytesIO()
         frame.write_parquet(buffer, metadata={COMPACTED_FROM: json.dumps([other])})
@@ -590,3 +595,11 @@ async def test_compact_lake_never_holds_merged_file_in_memory(tmp_path: Path) ->
     assert merged > 8 * 2**20
     assert sink.in_memory == []
     assert peak < merged / 2, (peak, merged)
+
+
+def test_compacted_name_keeps_the_lake_file_name_shape() -> None:
+    name = compacted_name(["part-1707840000500-w1-3.parquet", "part-1707840000001-w2-0.parquet"])
+
+    assert re.fullmatch(r"part-1707840000001-compact\.[0-9a-f]{16}-0\.parquet", name)
+    assert is_compacted(name)
+    assert not is_compacted("part-1707840000001-w2-0.parquet")

@@ -192,3 +192,8 @@ def test_load_settings_toml_not_utf8(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match="is not valid TOML"):
         load_settings(environ={}, config_file=path)
+
+
+def test_load_settings_writer_id_cannot_take_the_compactors_name() -> None:
+    with pytest.raises(SettingsError, match=r"HSL_LIVE_WRITER_ID must be .* got 'compact\.a1'"):
+        load_settings(environ={"HSL_LIVE_WRITER_ID": "compact.a1"})

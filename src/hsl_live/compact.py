@@ -1,7 +1,8 @@
 """Merge each sealed hour of the lake into one file per zone, safely and repeatably.
 
-The protocol survives being interrupted at any point. A merged file is named after its
-inputs (`compacted-<hash of their names>.parquet`) and lists them in its Parquet
+The protocol survives being interrupted at any point. A merged file is named like every
+lake file, as written by the writer `compact.<hash of its inputs' names>`
+(`part-<first ms of its inputs>-compact.<hash>-0.parquet`), and lists its inputs in its Parquet
 key-value metadata; only once it is stored are the inputs deleted. A later run that finds
 a compacted file beside inputs it lists only finishes deleting them: rows are never merged
 twice, and nothing is deleted unless a stored compacted file already holds its rows.
@@ -49,7 +50,7 @@ DEDUP_KEYS: dict[Zone, tuple[str, ...]] = {
 
 _KEY = re.compile(
     r"(?P<zone>raw|processed|rejected)/year=(?P<year>\d{4})/month=(?P<month>\d{2})"
-    r"/day=(?P<day>\d{2})/hour=(?P<hour>\d{2})/(?P<name>(?:part|compacted)-[^/]+\.parquet)"
+    r"/day=(?P<day>\d{2})/hour=(?P<hour>\d{2})/(?P<name>part-[^/]+\.parquet)"
 )
 _HOUR = timedelta(hours=1)
 
@@ -132,15 +133,24 @@ class CompactionReport:
         return any(summary.hours for summary in self.zones.values())
 
 
+_COMPACTED = re.compile(r"part-\d+-compact\.[0-9a-f]{16}-0\.parquet")
+_FIRST_MS = re.compile(r"part-(\d+)-")
+
+
 def is_compacted(name: str) -> bool:
     """Return whether a file name is one compaction wrote."""
-    return name.startswith("compacted-")
+    return _COMPACTED.fullmatch(name) is not None
 
 
 def compacted_name(inputs: Sequence[str]) -> str:
-    """Return the deterministic name of the file that merges these input names."""
+    """Return the deterministic name of the file that merges these input names.
+
+    It keeps the lake's `part-<first received ms>-<writer id>-<seq>.parquet` shape: the
+    first ms is the earliest of the inputs', the writer id `compact.<hash of the names>`.
+    """
     digest = hashlib.sha256("\n".join(sorted(inputs)).encode()).hexdigest()[:16]
-    return f"compacted-{digest}.parquet"
+    firsts = [int(match[1]) for name in inputs if (match := _FIRST_MS.match(name))]
+    return f"part-{min(firsts, default=0)}-compact.{digest}-0.parquet"
 
 
 def lake_hours(keys: Sequence[str]) -> list[LakeHour]:

@@ -161,6 +161,8 @@ def _writer_id(name: str, value: Any) -> str:
     text = _text(name, value).strip()
     if text and not all(char.isalnum() or char in "_." for char in text):
         raise ValueError
+    if text.startswith("compact."):  # the compactor's own writer id
+        raise ValueError
     return text
 
 
@@ -185,7 +187,9 @@ _FIELDS: dict[str, _Field] = {
     "flush_rows": _Field(_positive_int, "a positive integer"),
     "flush_seconds": _Field(_positive_float, "a positive number of seconds"),
     "spool_dir": _Field(_required_text, "a directory path"),
-    "writer_id": _Field(_writer_id, "letters, digits, '_' and '.' only (no '-')"),
+    "writer_id": _Field(
+        _writer_id, "letters, digits, '_' and '.' only (no '-'), not starting with 'compact.'"
+    ),
     "lateness_seconds": _Field(_positive_float, "a positive number of seconds"),
     "compact_interval_seconds": _Field(_positive_float, "a positive number of seconds"),
     "compact_memory_mb": _Field(_positive_int, "a positive number of MiB"),
