@@ -1,14 +1,14 @@
-"""Tests of stream filters, frames and the broadcaster, without a server."""
+"""Tests of frames and the broadcaster, without a server."""
 
 from __future__ import annotations
 
 import asyncio
 
 import msgspec
-import pytest
 
 from hsl_live.clock import Clock
-from hsl_live.sse import Broadcaster, Filter, FilterError, frame, parse_filter
+from hsl_live.filters import Filter
+from hsl_live.sse import Broadcaster, frame
 from hsl_live.store import VehicleStore
 from test_store import make_event, make_store
 
@@ -24,47 +24,6 @@ def decode_frames(chunk: bytes) -> list[tuple[str, list[object]]]:
         if "event" in lines:
             frames.append((lines["event"], msgspec.json.decode(lines["data"])))
     return frames
-
-
-def test_parse_filter_reads_every_parameter() -> None:
-    parsed = parse_filter([("mode", "bus,tram"), ("route", "2550, 1069"), ("bbox", "24,60,25,61")])
-
-    assert parsed == Filter(
-        modes=frozenset({"bus", "tram"}),
-        routes=frozenset({"2550", "1069"}),
-        bbox=(24.0, 60.0, 25.0, 61.0),
-    )
-
-
-@pytest.mark.parametrize(
-    ("params", "parameter"),
-    [
-        ([("mode", "bus,car")], "mode"),
-        ([("route", "")], "route"),
-        ([("bbox", "a,b,c,d")], "bbox"),
-        ([("bbox", "24,60,25,nan")], "bbox"),
-        ([("bbox", "24,95,25,96")], "bbox"),
-        ([("limit", "10")], "limit"),
-    ],
-)
-def test_parse_filter_names_the_bad_parameter(
-    params: list[tuple[str, str]], parameter: str
-) -> None:
-    with pytest.raises(FilterError) as caught:
-        parse_filter(params)
-
-    assert caught.value.parameter == parameter
-    assert parameter in str(caught.value)
-
-
-def test_filter_route_matches_route_id_or_desi() -> None:
-    store = make_store()
-    store.apply(make_event())
-    [state] = store.states()
-
-    assert Filter(routes=frozenset({"2550"})).matches(state)
-    assert Filter(routes=frozenset({"550"})).matches(state)
-    assert not Filter(routes=frozenset({"1069"})).matches(state)
 
 
 def test_frame_carries_event_id_and_one_data_line() -> None:

@@ -16,10 +16,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hsl_live.filters import Filter, FilterError, parse_filter
 from hsl_live.metrics import CONTENT_TYPE
 from hsl_live.pipeline import Pipeline
 from hsl_live.resources import shipped_dir
-from hsl_live.sse import Broadcaster, EventStream, Filter, FilterError, parse_filter
+from hsl_live.sse import Broadcaster, EventStream
 from hsl_live.store import TrailPoint, VehicleState, VehicleStore
 
 FRONTEND = shipped_dir("frontend")
