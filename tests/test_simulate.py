@@ -1,22 +1,16 @@
-"""Tests for synthetic HFP traffic: shape, validity, dirt on request, and publishing."""
+"""Tests for synthetic HFP traffic: shape, validity and dirt on request."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from brokers import Mosquitto, eventually, free_port
-from hsl_live.capture import read_capture
 from hsl_live.errors import HslLiveError
 from hsl_live.hfp import Event, Rejection, decode
-from hsl_live.settings import load_settings
-from hsl_live.simulate import Simulation, check, generate, parse_rate_scale, publish, write_capture
-from hsl_live.source import MqttSource
+from hsl_live.simulate import Simulation, check, generate
 
 START = datetime(2026, 1, 5, 6, 0, tzinfo=UTC).timestamp()
 
@@ -109,15 +103,6 @@ def test_generate_duplicates_are_byte_identical_copies() -> None:
     assert copies == pytest.approx(0.1 / 1.1, abs=0.01)
 
 
-def test_write_capture_round_trips(tmp_path: Path) -> None:
-    messages = simulated(duration=10)
-    path = tmp_path / "sim.capture.zst"
-
-    write_capture(iter(messages), path)
-
-    assert [(m.topic, m.payload) for m in read_capture(path)] == [(t, p) for _, t, p in messages]
-
-
 @pytest.mark.parametrize(
     ("options", "bad"),
     [
@@ -129,37 +114,3 @@ def test_write_capture_round_trips(tmp_path: Path) -> None:
 def test_check_names_bad_option(options: dict[str, float], bad: str) -> None:
     with pytest.raises(HslLiveError, match=bad):
         check(Simulation(**options))  # type: ignore[arg-type]
-
-
-def test_parse_rate_scale_accepts_max_and_numbers() -> None:
-    assert (parse_rate_scale("max"), parse_rate_scale("2.5")) == (None, 2.5)
-    with pytest.raises(HslLiveError, match="--rate-scale"):
-        parse_rate_scale("fast")
-
-
-async def test_publish_unreachable_broker_names_the_url() -> None:
-    url = f"mqtt://127.0.0.1:{free_port()}"
-
-    with pytest.raises(HslLiveError, match=f"cannot publish to {url}: .*refused"):
-        await publish(iter(simulated(duration=1)), url)
-
-
-@pytest.mark.integration
-async def test_publish_at_max_rate_delivers_everything(mosquitto: Mosquitto) -> None:
-    messages = simulated(duration=30)
-    settings = load_settings(environ={}, overrides={"mqtt_url": mosquitto.url, "topics": "/hfp/#"})
-    source = MqttSource(settings)
-    received: list[tuple[str, bytes]] = []
-
-    async def collect() -> None:
-        async for batch in source.batches():
-            received.extend((message.topic, message.payload) for message in batch)
-
-    task = asyncio.create_task(collect())
-    await eventually(lambda: source.connected)
-    sent = await publish(iter(messages), mosquitto.url, rate_scale=None)
-    await eventually(lambda: len(received) >= sent)
-    source.stop()
-    await asyncio.wait_for(task, 20)
-
-    assert received == [(topic, payload) for _, topic, payload in messages]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsl_live import __version__, athena, query, simulate
+from hsl_live import __version__, athena, publish, query, simulate
 from hsl_live.clock import Clock
 from hsl_live.compact import CompactionReport, Compactor, compact_lake, format_report
 from hsl_live.errors import HslLiveError
@@ -215,17 +215,17 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         malformed=args.malformed,
     )
     simulate.check(simulation)
-    rate_scale = simulate.parse_rate_scale(args.rate_scale)
+    rate_scale = publish.parse_rate_scale(args.rate_scale)
     if args.output is not None:
         if args.duration is None:
             raise HslLiveError("--output needs --duration (seconds of traffic to write)")
-        count = simulate.write_capture(simulate.generate(simulation), args.output)
+        count = publish.write_capture(simulate.generate(simulation), args.output)
         print(f"wrote {count} messages to {args.output}")
         return 0
 
     messages = simulate.generate(simulation)
     count = asyncio.run(
-        simulate.publish(
+        publish.publish(
             messages,
             settings.mqtt_url,
             ws_path=settings.mqtt_ws_path,

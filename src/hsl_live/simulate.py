@@ -1,13 +1,12 @@
 """Synthetic HFP v2 traffic: vehicles driving invented routes around Helsinki.
 
 `generate()` is a plain iterator of (received_at, topic, payload) in receive order,
-so the same traffic can be published to a broker, written to a capture file, or
-fed to a benchmark. Given a seed, the output is the same on every run.
+so the same traffic can be published to a broker or written to a capture file (see
+`publish`), or fed to a benchmark. Given a seed, the output is the same on every run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import heapq
 import logging
@@ -16,15 +15,10 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import aiomqtt
 import msgspec
-import paho.mqtt.client as paho
 
-from hsl_live.capture import CaptureWriter, RawMessage
 from hsl_live.errors import HslLiveError
-from hsl_live.source import Endpoint, tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +26,6 @@ SOUTH, NORTH, WEST, EAST = 60.15, 60.30, 24.75, 25.15
 METRES_PER_DEGREE_LAT = 111_320.0
 METRES_PER_DEGREE_LON = METRES_PER_DEGREE_LAT * math.cos(math.radians(60.2))
 HELSINKI_OFFSET = timedelta(hours=2)
-PUBLISH_CHUNK = 500
 
 HEADSIGNS = (
     "Matinkylä (M)", "Itäkeskus (M)", "Rautatientori", "Kamppi", "Pasila", "Töölön halli",
@@ -249,19 +242,6 @@ def check(simulation: Simulation) -> None:
             raise HslLiveError(f"--{name} must be a fraction between 0 and 1, got {share}")
 
 
-def parse_rate_scale(text: str) -> float | None:
-    """Return the speed-up over real time, or None for `max` (as fast as possible)."""
-    if text.strip().lower() == "max":
-        return None
-    try:
-        scale = float(text)
-    except ValueError:
-        scale = 0.0
-    if not 0 < scale < math.inf:
-        raise HslLiveError(f"--rate-scale must be a positive number or 'max', got {text!r}")
-    return scale
-
-
 def generate(simulation: Simulation) -> Iterator[tuple[float, str, bytes]]:
     """Yield (received_at epoch seconds, topic, payload) in receive order.
 
@@ -464,72 +444,3 @@ def _malform(rng: random.Random, topic: str, payload: bytes) -> tuple[str, bytes
     if kind == "coordinates":
         return topic, payload.replace(b'"lat":', b'"lat":1', 1)
     return topic, b'{"XYZ"' + payload[payload.find(b":") :]
-
-
-async def publish(
-    messages: Iterator[tuple[float, str, bytes]],
-    url: str,
-    *,
-    ws_path: str = "/",
-    ca_file: str | None = None,
-    client_id: str = "hsl-live-simulate",
-    rate_scale: float | None = 1.0,
-) -> int:
-    """Publish messages at QoS 0; return how many were sent.
-
-    With `rate_scale` X each message is sent when due at X times real time; with
-    None they go as fast as the broker accepts them.
-    """
-    endpoint = Endpoint.parse(url, ws_path)
-    client = aiomqtt.Client(
-        endpoint.host,
-        endpoint.port,
-        identifier=client_id,
-        transport=endpoint.transport,
-        websocket_path=endpoint.ws_path if endpoint.transport == "websockets" else None,
-        tls_context=tls_context(ca_file) if endpoint.tls else None,
-        timeout=10,
-    )
-    sent = 0
-    try:
-        async with client:
-            logger.info("publishing to %s", url)
-            paho_client = client._client  # QoS 0 publish without a per-message wait
-            origin: tuple[float, float] | None = None
-            for received, topic, payload in messages:
-                if rate_scale is not None:
-                    origin = origin or (received, time.monotonic())
-                    delay = origin[1] + (received - origin[0]) / rate_scale - time.monotonic()
-                    if delay > 0.005:
-                        await _drain(paho_client)
-                        await asyncio.sleep(delay)
-                paho_client.publish(topic, payload, qos=0)
-                sent += 1
-                if sent % PUBLISH_CHUNK == 0:
-                    await _drain(paho_client)
-            await _drain(paho_client)
-    except aiomqtt.MqttError as exc:
-        raise HslLiveError(f"cannot publish to {url}: {exc}") from exc
-    logger.info("published %d messages", sent)
-
-    return sent
-
-
-async def _drain(paho_client: paho.Client) -> None:
-    """Wait until paho has written everything it queued (QoS 0 has no other backpressure)."""
-    async with asyncio.timeout(30):
-        while True:
-            if not paho_client.want_write():
-                return
-            await asyncio.sleep(0.0005)
-
-
-def write_capture(messages: Iterator[tuple[float, str, bytes]], path: Path) -> int:
-    """Write messages to a capture file (.gz or .zst compressed by suffix); return how many."""
-    count = 0
-    with CaptureWriter(path) as writer:
-        for received, topic, payload in messages:
-            writer.write(RawMessage(datetime.fromtimestamp(received, UTC), topic, payload))
-            count += 1
-
-    return count
