@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import polars as pl
 import pytest
 
 from hfp_capture import START, Expected, feed, mixed_capture, write_capture
+from hsl_live import lake as lake_module
 from hsl_live.clock import Clock
 from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline
@@ -39,6 +41,13 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
         "writer_id": "test",
     }
     return Settings(**{**defaults, **values})  # type: ignore[arg-type]
+
+
+class HangingSink(LocalSink):
+    """A local sink whose writes never finish, like an endpoint that accepts and never answers."""
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.Event().wait()
 
 
 async def _replay(settings: Settings, capture: Path, sink: Sink | None = None) -> Pipeline:
@@ -176,6 +185,47 @@ async def test_lake_drain_writes_partial_buffers_and_clears_wal(tmp_path: Path) 
     assert lake.stats.flushes["drain"] == 1
     assert lake.stats.rows["raw"] == 6
     assert list((tmp_path / "spool" / "wal").glob("*.wal")) == []
+
+
+async def test_lake_drain_warns_about_files_left_in_spool(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture = tmp_path / "mixed.capture"
+    mixed_capture(capture)
+    (tmp_path / "lake").write_bytes(b"a file where the lake folder should be")
+
+    with caplog.at_level(logging.WARNING, logger="hsl_live"):
+        await _replay(_settings(tmp_path), capture)
+
+    spool = tmp_path / "spool" / "files"
+    spooled = list(spool.rglob("*.parquet"))
+    size = sum(path.stat().st_size for path in spooled)
+    assert caplog.messages[-1] == (
+        f"{len(spooled)} files ({size} bytes) still in the spool at {spool}; "
+        "they are uploaded on the next start"
+    )
+
+
+async def test_lake_drain_ends_by_its_deadline_when_sink_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lake_module, "DRAIN_SINK_SECONDS", 0.5)
+    lake = Lake(_settings(tmp_path), HangingSink(tmp_path / "lake"))
+    stopping = asyncio.Event()
+    started = time.monotonic()
+
+    async with asyncio.TaskGroup() as group:
+        group.create_task(lake.run(stopping))
+        for message in feed(20):
+            lake.add_raw(message)
+        await lake.drain()
+        drained = time.monotonic() - started
+        stopping.set()
+
+    assert drained < 2.0
+    assert time.monotonic() - started < 3.0
+    assert lake.spool.files == lake.stats.files["raw"] == 2
+    assert not lake.writable
 
 
 @pytest.mark.integration

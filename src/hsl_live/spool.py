@@ -83,7 +83,7 @@ class Spool:
         try:
             await self._bounded("check", self.sink.check())
         except SinkError as exc:
-            self.mark_failing(exc)
+            self._mark_failing(exc)
 
     async def deliver(self, key: str, data: bytes) -> bool:
         """Put a file in the sink, or in the spool when the sink fails; return True if in sink.
@@ -96,7 +96,7 @@ class Spool:
             try:
                 await self._bounded(key, self.sink.put(key, data))
             except SinkError as exc:
-                self.mark_failing(exc)
+                self._mark_failing(exc)
             else:
                 self.stats.uploaded += 1
                 return True
@@ -191,7 +191,7 @@ class Spool:
         try:
             await self._bounded(key, self.sink.put(key, data))
         except SinkError as exc:
-            self.mark_failing(exc)
+            self._mark_failing(exc)
             return False
 
         if self.failing:
@@ -238,7 +238,7 @@ class Spool:
             self.stats.spooled += 1
         self._wake.set()
 
-    def mark_failing(self, exc: SinkError) -> None:
+    def _mark_failing(self, exc: SinkError) -> None:
         """Count a sink failure; log it when the sink was healthy until now."""
         self.stats.upload_errors += 1
         if not self.failing:
