@@ -46,17 +46,30 @@ def format_line(message: RawMessage) -> bytes:
     in the topic or payload become spaces (JSON whitespace), so one message
     stays one line.
     """
+    global _last_stamp
     received_at = message.received_at
-    if received_at.tzinfo is None:
-        received_at = received_at.replace(tzinfo=UTC)
-    stamp = received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    last_at, stamp = _last_stamp
+    if received_at is not last_at:
+        stamp = _stamp(received_at)
+        _last_stamp = received_at, stamp
     topic, payload = message.topic.encode(), message.payload
     if b"\n" in payload or b"\r" in payload:
         payload = payload.replace(b"\r", b" ").replace(b"\n", b" ")
     if b"\n" in topic or b"\r" in topic:
         topic = topic.replace(b"\r", b" ").replace(b"\n", b" ")
 
-    return b"%s %s %s\n" % (stamp.encode(), topic, payload)
+    return b"%s %s %s\n" % (stamp, topic, payload)
+
+
+# The source stamps every message of one socket read with the same datetime object, so
+# the last formatted stamp is reused by identity (strftime was most of a line's cost).
+_last_stamp: tuple[datetime | None, bytes] = (None, b"")
+
+
+def _stamp(received_at: datetime) -> bytes:
+    if received_at.tzinfo is None:
+        received_at = received_at.replace(tzinfo=UTC)
+    return received_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
 
 
 def parse_line(line: bytes) -> RawMessage | None:
