@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
+import msgspec
+import polars as pl
 import pytest
 
+from hsl_live import simulate
 from hsl_live.capture import RawMessage
 from hsl_live.hfp import Event, Rejection, decode
 from hsl_live.schema import (
@@ -15,6 +19,7 @@ from hsl_live.schema import (
     events_frame,
     hour_of,
     partition_path,
+    payload_text,
     raw_frame,
     rejected_frame,
 )
@@ -64,3 +69,77 @@ def test_rejected_frame_escapes_bytes_that_are_not_utf8() -> None:
 @pytest.mark.parametrize("zone", list(Zone))
 def test_not_null_columns_exist_in_their_zone(zone: Zone) -> None:
     assert set(NOT_NULL[zone]) <= set(SCHEMAS[zone].names())
+
+
+def _row_wise(events: list[Event]) -> pl.DataFrame:
+    # The builder events_frame replaced: Polars reading one tuple per event.
+    rows = [msgspec.structs.astuple(event) for event in events]
+    return pl.DataFrame(rows, schema=SCHEMAS[Zone.PROCESSED], orient="row")
+
+
+def _varied_events() -> list[Event]:
+    simulation = simulate.Simulation(vehicles=40, seed=3, start=1_700_000_000.0)
+    shared = datetime(2024, 2, 13, 16, 33, 1, 250_999, tzinfo=UTC)
+    payloads = [
+        SPARSE,
+        b'{"DOO":{"tst":"2024-02-13T18:33:00.931+02:00","ttarr":"2024-02-13T18:35:00+02:00"}}',
+        b'{"VP":{"tst":"1969-12-31T23:59:59.9995Z","oday":"1969-12-31","spd":null,"drst":1}}',
+        b'{"TLR":{"tst":"2024-02-13T16:33:00.000001Z","tlp-requestid":7,"tlp-att-seq":2,'
+        b'"tlp-decision":"ACK","tlp-frequency":5000,"sid":1234,"signal-groupid":3}}',
+    ]
+    topics = [TOPIC, TOPIC.replace("/vp/", "/doo/"), TOPIC, TOPIC.replace("/vp/", "/tlr/")]
+    events: list[Event] = []
+    for received, topic, payload in itertools.islice(simulate.generate(simulation), 3000):
+        at = shared if len(events) % 2 else datetime.fromtimestamp(received, UTC)
+        events.append(_event(at, topic, payload))
+    events += [_event(shared, t, p) for t, p in zip(topics, payloads, strict=True)]
+    return events
+
+
+def _event(received: datetime, topic: str, payload: bytes) -> Event:
+    event = decode(received, topic, payload)
+    assert isinstance(event, Event), event
+    return event
+
+
+def test_events_frame_equals_the_row_wise_frame_for_varied_events() -> None:
+    events = _varied_events()
+
+    frame = events_frame(events)
+
+    assert {event.event_type for event in events} >= {"VP", "DOO", "ARR", "DEP", "TLR"}
+    assert frame.equals(_row_wise(events))
+    assert frame.schema == SCHEMAS[Zone.PROCESSED]
+
+
+def test_events_frame_of_no_events_is_empty_with_the_schema() -> None:
+    frame = events_frame([])
+
+    assert (frame.height, frame.schema) == (0, SCHEMAS[Zone.PROCESSED])
+
+
+def test_events_frame_reads_a_time_without_a_zone_as_polars_does() -> None:
+    events = _varied_events()[:3]
+    events[1].received_at = datetime(2024, 2, 13, 16, 33, 1, 250_000)
+
+    assert events_frame(events).equals(_row_wise(events))
+
+
+def test_raw_and_rejected_frames_equal_the_row_wise_frames() -> None:
+    messages = [
+        RawMessage(RECEIVED, TOPIC, SPARSE),
+        RawMessage(RECEIVED, TOPIC, b'{"VP":\xff}'),
+        RawMessage(datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC), "/x", b"{}"),
+    ]
+    rejections = [
+        Rejection(m.received_at, m.topic, m.payload, "invalid_json", "detail") for m in messages
+    ]
+    raw_rows = [(m.received_at, m.topic, payload_text(m.payload)) for m in messages]
+    rejected_rows = [(*row, "invalid_json", "detail") for row in raw_rows]
+
+    assert raw_frame(messages).equals(
+        pl.DataFrame(raw_rows, schema=SCHEMAS[Zone.RAW], orient="row")
+    )
+    assert rejected_frame(rejections).equals(
+        pl.DataFrame(rejected_rows, schema=SCHEMAS[Zone.REJECTED], orient="row")
+    )

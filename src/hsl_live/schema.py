@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 import polars as pl
@@ -137,19 +138,74 @@ def payload_text(payload: bytes) -> str:
 
 def events_frame(events: Sequence[Event]) -> pl.DataFrame:
     """Return processed-zone rows for events, typed and in column order."""
-    rows = [msgspec.structs.astuple(event) for event in events]
-    return pl.DataFrame(rows, schema=SCHEMAS[Zone.PROCESSED], orient="row")
+    # Column-wise: Polars builds a typed column from a list about twice as fast as a
+    # frame from row tuples, and converts epoch milliseconds far faster than datetimes.
+    rows = map(msgspec.structs.astuple, events)
+    columns = list(zip(*rows, strict=True)) or [()] * len(EVENT_FIELDS)
+    series = [
+        _column(name, values, dtype)
+        for (name, dtype), values in zip(_PROCESSED.items(), columns, strict=True)
+    ]
+
+    return pl.DataFrame(series)
 
 
 def raw_frame(messages: Iterable[RawMessage]) -> pl.DataFrame:
     """Return raw-zone rows for messages as received."""
-    rows = [(m.received_at, m.topic, payload_text(m.payload)) for m in messages]
-    return pl.DataFrame(rows, schema=SCHEMAS[Zone.RAW], orient="row")
+    messages = list(messages)
+    series = [
+        _column("received_at", [m.received_at for m in messages], Timestamp),
+        pl.Series("topic", [m.topic for m in messages], pl.String()),
+        pl.Series("payload", [payload_text(m.payload) for m in messages], pl.String()),
+    ]
+
+    return pl.DataFrame(series)
 
 
 def rejected_frame(rejections: Iterable[Rejection]) -> pl.DataFrame:
     """Return rejected-zone rows, each with its reason."""
-    rows = [
-        (r.received_at, r.topic, payload_text(r.payload), r.reason, r.detail) for r in rejections
+    rejections = list(rejections)
+    series = [
+        _column("received_at", [r.received_at for r in rejections], Timestamp),
+        pl.Series("topic", [r.topic for r in rejections], pl.String()),
+        pl.Series("payload", [payload_text(r.payload) for r in rejections], pl.String()),
+        pl.Series("reason", [r.reason for r in rejections], pl.String()),
+        pl.Series("detail", [r.detail for r in rejections], pl.String()),
     ]
-    return pl.DataFrame(rows, schema=SCHEMAS[Zone.REJECTED], orient="row")
+
+    return pl.DataFrame(series)
+
+
+_PROCESSED = SCHEMAS[Zone.PROCESSED]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _column(name: str, values: Sequence[Any], dtype: pl.DataType) -> pl.Series:
+    if dtype == Timestamp:
+        try:
+            return pl.Series(name, _epoch_ms(values), pl.Int64()).cast(Timestamp)
+        except TypeError:
+            pass  # a time without a zone: let Polars read it as it always has
+    return pl.Series(name, values, dtype)
+
+
+def _epoch_ms(times: Iterable[datetime | None]) -> list[int | None]:
+    # Rows received in one socket read share one datetime object: convert it once.
+    result: list[int | None] = []
+    append = result.append
+    last: datetime | None = None
+    last_ms: int | None = None
+    for moment in times:
+        if moment is not last:
+            last = moment
+            last_ms = None if moment is None else _ms(moment)
+        append(last_ms)
+    return result
+
+
+def _ms(moment: datetime) -> int:
+    ms = (moment - _EPOCH) // _MILLISECOND
+    if ms < 0 and moment.microsecond % 1000:
+        ms += 1  # Polars truncates toward zero before 1970
+    return ms
