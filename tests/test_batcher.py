@@ -6,6 +6,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import pytest
 
 from hfp_capture import START, broken_message, feed
 from hsl_live.batcher import Batcher, FlushReason, encode
@@ -67,6 +68,44 @@ def test_batcher_keeps_hours_apart() -> None:
     batcher.add(Zone.RAW, HOUR + timedelta(hours=1), "b", HOUR, 0)
 
     assert sorted(batch.rows[0] for batch in batcher.seal_all()) == ["a", "b"]
+
+
+def test_batcher_packs_rows_into_frames_every_chunk_rows() -> None:
+    events = _events(4)[:10]
+    batcher = Batcher(flush_rows=100, flush_seconds=60, writer_id="w1", chunk_rows=4)
+    for event in events:
+        batcher.add(Zone.PROCESSED, HOUR, event, HOUR, 0)
+
+    [batch] = batcher.seal_all()
+
+    assert ([frame.height for frame in batch.frames], batch.rows) == ([4, 4], events[8:])
+    assert batch.size == 10
+    packed = encode(Zone.PROCESSED, batch.rows, batch.frames)
+    assert pl.read_parquet(io.BytesIO(packed)).equals(
+        pl.read_parquet(io.BytesIO(encode(Zone.PROCESSED, events)))
+    )
+
+
+def test_batcher_seals_at_flush_rows_counting_packed_rows() -> None:
+    batcher = Batcher(flush_rows=5, flush_seconds=60, writer_id="w1", chunk_rows=2)
+    batches = [batcher.add(Zone.RAW, HOUR, m, HOUR, 0) for m in feed(2)[:5]]
+
+    sealed = batches[-1]
+    assert batches[:-1] == [None] * 4
+    assert sealed is not None
+    assert sealed.size == 5
+    assert batcher.buffered_rows == 0
+
+
+def test_batcher_keeps_rows_it_cannot_pack(caplog: pytest.LogCaptureFixture) -> None:
+    batcher = Batcher(flush_rows=100, flush_seconds=60, writer_id="w1", chunk_rows=2)
+    for n in range(5):
+        batcher.add(Zone.RAW, HOUR, n, HOUR, 0)
+
+    [batch] = batcher.seal_all()
+
+    assert (batch.rows, batch.frames, batch.size) == ([0, 1, 2, 3, 4], (), 5)
+    assert "cannot build columns of raw rows" in caplog.text
 
 
 def test_batcher_oldest_segment_is_first_row_segment_of_any_buffer() -> None:

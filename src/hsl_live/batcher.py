@@ -3,13 +3,19 @@
 A buffer is sealed when it holds `flush_rows` rows, when its oldest row has waited
 `flush_seconds` (wall time, so a replay at full speed still flushes on time), or on
 drain. Sealing assigns the file's name, so a retried upload reuses it.
+
+Every `chunk_rows` rows a buffer's rows become a Polars frame: a decoded event
+takes about 1 KB as Python objects and about 240 bytes as columns, so a minute of
+the full feed fits in a fraction of the memory, and the columns are built in small,
+cache-friendly pieces.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -26,6 +32,10 @@ from hsl_live.schema import (
     rejected_frame,
 )
 
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 2048
+
 
 class FlushReason(StrEnum):
     """Why a buffer was sealed; a metric label."""
@@ -40,7 +50,8 @@ class Buffer:
     """Rows of one zone and UTC hour waiting to be written, in arrival order.
 
     `wal_segment` is the write-ahead-log segment of the first row: every row of the
-    buffer lives in that segment or a later one.
+    buffer lives in that segment or a later one. `frames` hold the earlier rows as
+    columns, `rows` the latest ones as they came.
     """
 
     zone: Zone
@@ -49,26 +60,38 @@ class Buffer:
     wal_segment: int
     opened: float = field(default_factory=time.monotonic)
     rows: list[Any] = field(default_factory=list)
+    frames: list[pl.DataFrame] = field(default_factory=list)
+    size: int = 0
+    packing: bool = True
 
 
 @dataclass(frozen=True)
 class Batch:
-    """A sealed buffer with its final lake key."""
+    """A sealed buffer with its final lake key; `frames` come before `rows`."""
 
     key: str
     zone: Zone
     rows: list[Any]
     reason: FlushReason
     wal_segment: int
+    frames: tuple[pl.DataFrame, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Return the number of rows, in frames and as rows."""
+        return sum(frame.height for frame in self.frames) + len(self.rows)
 
 
 class Batcher:
     """Buffers per (zone, hour); hands out sealed batches with deterministic, unique keys."""
 
-    def __init__(self, flush_rows: int, flush_seconds: float, writer_id: str) -> None:
+    def __init__(
+        self, flush_rows: int, flush_seconds: float, writer_id: str, chunk_rows: int = CHUNK_ROWS
+    ) -> None:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.writer_id = writer_id
+        self.chunk_rows = chunk_rows
         self.buffered_rows = 0
         self._seq = 0
         self._buffers: dict[tuple[Zone, datetime], Buffer] = {}
@@ -81,11 +104,15 @@ class Batcher:
         if buffer is None:
             buffer = Buffer(zone, hour, received_at, wal_segment)
             self._buffers[zone, hour] = buffer
-        buffer.rows.append(row)
+        rows = buffer.rows
+        rows.append(row)
+        buffer.size += 1
         self.buffered_rows += 1
 
-        if len(buffer.rows) >= self.flush_rows:
+        if buffer.size >= self.flush_rows:
             return self._seal(buffer, FlushReason.ROWS)
+        if len(rows) >= self.chunk_rows and buffer.packing:
+            _pack(buffer)
         return None
 
     def expired(self, now: float | None = None) -> list[Batch]:
@@ -105,13 +132,28 @@ class Batcher:
 
     def _seal(self, buffer: Buffer, reason: FlushReason) -> Batch:
         del self._buffers[buffer.zone, buffer.hour]
-        self.buffered_rows -= len(buffer.rows)
+        self.buffered_rows -= buffer.size
         first_ms = int(buffer.first_received.timestamp() * 1000)
         name = f"part-{first_ms}-{self.writer_id}-{self._seq}.parquet"
         self._seq += 1
 
         key = f"{partition_path(buffer.zone, buffer.hour)}/{name}"
-        return Batch(key, buffer.zone, buffer.rows, reason, buffer.wal_segment)
+        frames = tuple(buffer.frames)
+        return Batch(key, buffer.zone, buffer.rows, reason, buffer.wal_segment, frames)
+
+
+def _pack(buffer: Buffer) -> None:
+    """Turn a buffer's rows into a frame; on failure keep them, for encode() to report."""
+    try:
+        frame = _FRAMES[buffer.zone](buffer.rows)
+    except Exception:
+        # Not expected (decode checks every value's type and width): the rows stay
+        # as they are, so the batch fails in encode(), where failures are handled.
+        logger.exception("cannot build columns of %s rows; keeping them as rows", buffer.zone)
+        buffer.packing = False
+        return
+    buffer.frames.append(frame)
+    buffer.rows = []
 
 
 _FRAMES: dict[Zone, Callable[[list[Any]], pl.DataFrame]] = {
@@ -121,12 +163,14 @@ _FRAMES: dict[Zone, Callable[[list[Any]], pl.DataFrame]] = {
 }
 
 
-def encode(zone: Zone, rows: list[Any]) -> bytes:
-    """Return zstd Parquet bytes of a zone's rows, sorted by the zone's time column.
+def encode(zone: Zone, rows: list[Any], frames: Sequence[pl.DataFrame] = ()) -> bytes:
+    """Return zstd Parquet bytes of a zone's frames and rows, sorted by the zone's time column.
 
     CPU-bound: call it in a worker thread, never on the event loop.
     """
     frame: pl.DataFrame = _FRAMES[zone](rows)
+    if frames:
+        frame = pl.concat([*frames, frame])
     frame = frame.sort(TIME_COLUMN[zone], maintain_order=True)
     output = io.BytesIO()
     frame.write_parquet(output, compression="zstd", statistics=True)

@@ -215,7 +215,7 @@ class Lake:
     async def _write(self, batch: Batch) -> None:
         started = time.monotonic()
         try:
-            data = await asyncio.to_thread(encode, batch.zone, batch.rows)
+            data = await asyncio.to_thread(encode, batch.zone, batch.rows, batch.frames)
         except Exception:
             # The rows stay in the write-ahead log (their segment stays in flight).
             self.stats.encode_errors += 1
@@ -225,11 +225,11 @@ class Lake:
         del self._in_flight[batch.key]
 
         zone, stats, cycle = batch.zone.value, self.stats, self._cycle
-        stats.rows[zone] += len(batch.rows)
+        stats.rows[zone] += batch.size
         stats.files[zone] += 1
         stats.bytes[zone] += len(data)
         cycle.files += 1
-        cycle.rows += len(batch.rows)
+        cycle.rows += batch.size
         cycle.bytes += len(data)
         cycle.spooled += not in_sink
         cycle.seconds += time.monotonic() - started
