@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import polars as pl
@@ -26,6 +26,7 @@ from hsl_live.schema import (
 
 RECEIVED = datetime(2024, 2, 13, 16, 33, 1, 250_000, tzinfo=UTC)
 TOPIC = "/hfp/v2/journey/ongoing/vp/bus/0018/01029/5520/1/Martinlaakso/17:35/4150208/0////"
+HELSINKI = timezone(timedelta(hours=2))
 SPARSE = b'{"VP":{"tst":"2024-02-13T16:33:00.931Z"}}'
 
 
@@ -33,6 +34,23 @@ def test_partition_path_is_hive_style_and_zero_padded() -> None:
     hour = hour_of(datetime(2024, 2, 3, 7, 59, 59, tzinfo=UTC))
 
     assert partition_path(Zone.PROCESSED, hour) == ("processed/year=2024/month=02/day=03/hour=07")
+
+
+@pytest.mark.parametrize(
+    "moments",
+    [
+        [datetime(2024, 2, 3, 7, 59, 59, 999_999, tzinfo=UTC), datetime(2024, 2, 3, 8, tzinfo=UTC)],
+        [datetime(2024, 2, 3, 8, 30, tzinfo=UTC), datetime(2024, 2, 3, 7, 59, tzinfo=UTC)],
+        [datetime(2024, 2, 3, 8, 30, tzinfo=UTC), datetime(2024, 2, 3, 8, 45, tzinfo=UTC)],
+        [datetime(2024, 2, 3, 8, 30, tzinfo=UTC), datetime(2024, 2, 3, 8, 45, tzinfo=HELSINKI)],
+        [datetime(2024, 2, 3, 8, 30), datetime(2024, 2, 3, 8, 45, tzinfo=UTC)],
+    ],
+)
+def test_hour_of_is_the_start_of_each_moments_hour_in_its_zone(moments: list[datetime]) -> None:
+    hours = [hour_of(moment) for moment in moments]
+
+    assert hours == [m.replace(minute=0, second=0, microsecond=0) for m in moments]
+    assert [hour.tzinfo for hour in hours] == [moment.tzinfo for moment in moments]
 
 
 def test_events_frame_keeps_required_columns_filled_when_the_payload_is_sparse() -> None:
