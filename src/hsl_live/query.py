@@ -92,12 +92,14 @@ def to_duckdb(athena_sql: str) -> str:
 
     Athena's `approx_percentile` becomes DuckDB's exact `quantile_cont`: a local lake is small
     enough to afford exact answers, and tests can compare them with an exact computation.
+    `date_diff('millisecond', a, b)` becomes a difference of epoch microseconds: DuckDB
+    computes date_diff on TIMESTAMPTZ through ICU calendars, about ten times slower.
     """
     try:
         statement = sqlglot.parse_one(athena_sql, read="athena")
     except sqlglot.errors.ParseError as exc:
         raise QueryError(f"cannot parse the SQL as Athena SQL: {exc}") from exc
-    statement = statement.transform(_exact_quantile)
+    statement = statement.transform(_exact_quantile).transform(_epoch_milliseconds)
 
     return statement.sql(dialect="duckdb")
 
@@ -106,6 +108,20 @@ def _exact_quantile(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.ApproxQuantile):
         return exp.Anonymous(this="quantile_cont", expressions=[node.this, node.args["quantile"]])
     return node
+
+
+def _epoch_milliseconds(node: exp.Expression) -> exp.Expression:
+    unit = node.args.get("unit")
+    if not isinstance(node, exp.DateDiff) or unit is None or unit.name.upper() != "MILLISECOND":
+        return node
+    micros = exp.Sub(this=_epoch_us(node.this), expression=_epoch_us(node.expression))
+    return exp.Paren(
+        this=exp.IntDiv(this=exp.Paren(this=micros), expression=exp.Literal.number(1000))
+    )
+
+
+def _epoch_us(moment: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this="epoch_us", expressions=[moment.copy()])
 
 
 class LocalLake:

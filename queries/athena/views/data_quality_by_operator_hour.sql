@@ -26,7 +26,19 @@ WITH events AS (
     CAST(date_diff('millisecond', tst, received_at) AS double) / 1000 AS skew_s
   FROM processed
 ),
-per_source AS (
+-- Messages are counted per topic first: an hour holds far fewer distinct topics than messages,
+-- so the operator is read from each topic once instead of from every message.
+raw_topics AS (
+  SELECT year, month, day, hour, topic, count(*) AS messages
+  FROM raw
+  GROUP BY year, month, day, hour, topic
+),
+rejected_topics AS (
+  SELECT year, month, day, hour, topic, count(*) AS messages
+  FROM rejected
+  GROUP BY year, month, day, hour, topic
+),
+event_hours AS (
   SELECT
     year,
     month,
@@ -36,15 +48,31 @@ per_source AS (
     count(*) AS events,
     count_if(event_type = 'VP') AS vp_events,
     count_if(event_type = 'VP' AND (lat IS NULL OR long IS NULL)) AS vp_null_positions,
-    approx_percentile(skew_s, 0.5) AS clock_skew_p50_s,
-    approx_percentile(skew_s, 0.9) AS clock_skew_p90_s,
-    approx_percentile(skew_s, 0.99) AS clock_skew_p99_s,
+    -- One percentile call for the three: the values are collected once, not three times.
+    approx_percentile(skew_s, ARRAY[0.5, 0.9, 0.99]) AS skew_percentiles,
     max(skew_s) AS clock_skew_max_s,
-    count_if(skew_s < 0) AS clock_ahead_events,
-    0 AS raw_messages,
-    0 AS rejected
+    count_if(skew_s < 0) AS clock_ahead_events
   FROM events
   GROUP BY year, month, day, hour, operator_id
+),
+per_source AS (
+  SELECT
+    year,
+    month,
+    day,
+    hour,
+    operator_id,
+    events,
+    vp_events,
+    vp_null_positions,
+    skew_percentiles[1] AS clock_skew_p50_s,
+    skew_percentiles[2] AS clock_skew_p90_s,
+    skew_percentiles[3] AS clock_skew_p99_s,
+    clock_skew_max_s,
+    clock_ahead_events,
+    0 AS raw_messages,
+    0 AS rejected
+  FROM event_hours
   UNION ALL
   SELECT
     year,
@@ -56,9 +84,9 @@ per_source AS (
       nullif(regexp_extract(topic, '/v1/[^/]*/[^/]*/[^/]*/([0-9]+)/', 1), '')
     ) AS smallint) AS operator_id,
     0, 0, 0, NULL, NULL, NULL, NULL, 0,
-    count(*) AS raw_messages,
+    sum(messages) AS raw_messages,
     0 AS rejected
-  FROM raw
+  FROM raw_topics
   GROUP BY year, month, day, hour, 5
   UNION ALL
   SELECT
@@ -71,8 +99,8 @@ per_source AS (
       nullif(regexp_extract(topic, '/v1/[^/]*/[^/]*/[^/]*/([0-9]+)/', 1), '')
     ) AS smallint) AS operator_id,
     0, 0, 0, NULL, NULL, NULL, NULL, 0, 0,
-    count(*) AS rejected
-  FROM rejected
+    sum(messages) AS rejected
+  FROM rejected_topics
   GROUP BY year, month, day, hour, 5
 )
 SELECT
