@@ -36,7 +36,7 @@ Row = dict[str, Any]
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
     folder = tmp_path_factory.mktemp("analytics")
     capture = folder / "synthetic.capture"
-    write_capture(capture, synthetic_capture(extra_days_ago=(1, 30)))
+    write_capture(capture, synthetic_capture(extra_days_ago=(1, 7, 30)))
     return build_lake(capture, folder / "lake")
 
 
@@ -290,7 +290,9 @@ def test_delay_recent_keeps_only_last_seven_days(local: LocalLake) -> None:
     found = rows(local, "delay_by_route_hour_recent")
 
     assert found == [{k: approx_value(v) for k, v in row.items()} for row in expected]
-    assert [row["route_id"] for row in found] == ["9999"]
+    # Route 9999 ran yesterday, 7 days ago (the first day kept) and 30 days ago.
+    days = [today() - timedelta(days=n) for n in (7, 1)]
+    assert [(row["route_id"], row["day"]) for row in found] == [("9999", f"{d:%d}") for d in days]
 
 
 def test_stop_events_match_python(lake: Lake, local: LocalLake) -> None:
