@@ -31,7 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     topics: tuple[str, ...] = ("/hfp/v2/journey/ongoing/+/#",)
     lake_url: str = "./lake"
     s3_endpoint_url: str | None = None
-    flush_rows: int = 200_000
+    flush_rows: int = 50_000
     flush_seconds: float = 60.0
     spool_dir: str = "./spool"
     writer_id: str = ""
