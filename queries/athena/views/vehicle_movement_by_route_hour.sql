@@ -7,18 +7,22 @@
 -- track_speed_ms: distance over the time covered by the kept steps.
 -- active_vehicles: distinct vehicles that reported a position on the route in the hour.
 -- Filter on year, month, day, hour (strings, e.g. month = '02') to scan only those hours.
+-- The window keeps year, month, day, hour in its PARTITION BY: Athena (Trino) pushes a filter
+-- through a window only when it is on the window's partition columns, so without them a filter
+-- on one hour would read the whole lake. The vehicle comes first: DuckDB sorts the window on
+-- these keys in order, and a leading key that differs between rows settles comparisons early.
 CREATE OR REPLACE VIEW vehicle_movement_by_route_hour AS
 WITH positions AS (
   SELECT
     year, month, day, hour, mode, route_id, unique_vehicle_id, tst, spd, lat, long,
     lag(tst) OVER (
-      PARTITION BY year, month, day, hour, unique_vehicle_id, seq ORDER BY tst
+      PARTITION BY unique_vehicle_id, seq, year, month, day, hour ORDER BY tst
     ) AS prev_tst,
     lag(lat) OVER (
-      PARTITION BY year, month, day, hour, unique_vehicle_id, seq ORDER BY tst
+      PARTITION BY unique_vehicle_id, seq, year, month, day, hour ORDER BY tst
     ) AS prev_lat,
     lag(long) OVER (
-      PARTITION BY year, month, day, hour, unique_vehicle_id, seq ORDER BY tst
+      PARTITION BY unique_vehicle_id, seq, year, month, day, hour ORDER BY tst
     ) AS prev_long
   FROM processed
   WHERE event_type = 'VP'
