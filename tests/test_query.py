@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from analytics_lake import Lake, build_lake, synthetic_capture, write_capture
@@ -180,3 +181,15 @@ def test_cli_query_refuses_s3_lake(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert status == 2
     assert "athena-ddl" in capsys.readouterr().err
+
+
+def test_to_duckdb_date_diff_in_milliseconds_avoids_icu_and_keeps_result() -> None:
+    sql = to_duckdb(
+        "SELECT date_diff('millisecond', from_iso8601_timestamp('2024-02-13T16:33:00.250Z'), "
+        "from_iso8601_timestamp('2024-02-13T16:33:02.000Z')) AS ms"
+    )
+
+    connection = duckdb.connect()
+    connection.execute("SET TimeZone = 'UTC'")
+    assert "date_diff" not in sql.lower()
+    assert connection.execute(sql).fetchall() == [(1750,)]
