@@ -21,12 +21,11 @@ import msgspec
 import polars as pl
 
 from bench.common import TOPIC_FILTER, own_usage, pin
+from hsl_live.cli import assemble
 from hsl_live.clock import Clock
-from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline
 from hsl_live.settings import Settings
 from hsl_live.source import MqttSource
-from hsl_live.store import VehicleStore
 
 POLL_SECONDS = 0.005
 
@@ -56,16 +55,9 @@ async def run_pipeline(port: int, count: int, directory: Path) -> dict[str, Any]
         spool_dir=str(directory / "spool"),
         writer_id="bench",
     )
-    clock = Clock()
     source = MqttSource(settings)
-    lake = Lake(settings)
-    store = VehicleStore(
-        clock,
-        stale_seconds=settings.stale_seconds,
-        trail_points=settings.trail_points,
-        ring_size=settings.resume_changes,
-    )
-    pipeline = Pipeline(settings, source, clock, lake=lake, live=store)
+    # The same assembly as `hsl-live run`, less the HTTP server.
+    pipeline = assemble(settings, source, Clock(), serve=False)
     watcher = asyncio.create_task(_stop_after(pipeline, source, count))
     await pipeline.run()
     finished = time.monotonic()
@@ -81,7 +73,7 @@ async def run_pipeline(port: int, count: int, directory: Path) -> dict[str, Any]
         "events": stats.events,
         "rejected": stats.rejected,
         "duplicates": stats.duplicate_messages + stats.duplicate_events,
-        "vehicles": len(store),
+        "vehicles": len(pipeline.ingest.vehicles),
         "lake": _lake_figures(directory / "lake"),
         **_usage(),
     }

@@ -90,17 +90,8 @@ def parse_topic(topic: str) -> Topic:
     owner_operator_id = _integer(operator, "operator id", 9999)
     vehicle_number = _integer(vehicle, "vehicle number", 99999)
     trip = rest[fixed:]
-    if len(trip) < 6:
-        return Topic(
-            prefix,
-            version,
-            journey_type,
-            temporal == "ongoing",
-            event_type,
-            mode or None,
-            owner_operator_id,
-            vehicle_number,
-        )
+    # Only journey topics carry trip levels after the vehicle number.
+    trip_levels = _trip_levels(trip) if len(trip) >= 6 else ()
 
     return Topic(
         prefix,
@@ -111,7 +102,7 @@ def parse_topic(topic: str) -> Topic:
         mode or None,
         owner_operator_id,
         vehicle_number,
-        *_trip_levels(trip),
+        *trip_levels,
     )
 
 
