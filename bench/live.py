@@ -101,7 +101,8 @@ def measure(vehicles: int, clients: int, seconds: float, rss_every: float = 0.0)
         "rss_samples": rss,
         "ticks": ticks,
         "encoded_per_tick": encoded / max(ticks, 1),
-        "filters": metrics_after.get("hsl_live_sse_filters", 0),
+        # The gauge reads 0 once the clients have left, so count what they asked for.
+        "filters": len(set(FILTERS)),
         "catch_ups": metrics_after.get("hsl_live_sse_catch_ups_total", 0),
         "vehicles": metrics_after.get("hsl_live_vehicles", 0),
         "dropped": metrics_after.get("hsl_live_mqtt_dropped_total", 0),
