@@ -19,9 +19,9 @@ from bench.common import CACHE, Figure, median, mib
 from bench.workload import START, Workload, load
 from hsl_live.capture import RawMessage
 from hsl_live.hfp import Event, Rejection, decode
+from hsl_live.packets import PacketSplitter
 from hsl_live.query import LocalLake
 from hsl_live.schema import TIME_COLUMN, Zone, events_frame, partition_path, raw_frame
-from hsl_live.source import PacketSplitter
 
 VIEW_TARGET_SECONDS = 2.0
 SHIFTED = {Zone.RAW: ("received_at",), Zone.PROCESSED: ("received_at", "tst", "ttarr", "ttdep")}
