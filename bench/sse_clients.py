@@ -70,12 +70,18 @@ async def client(host: str, port: int, path: str, tally: Tally, until: float) ->
             tally.failed += 1
             return
         tally.connected += 1
+        # A large SSE frame may span several HTTP chunks: collect until a blank line.
+        pending = b""
         while time.monotonic() < until:
             async with asyncio.timeout(max(0.1, until - time.monotonic())):
                 size = int((await reader.readuntil(b"\r\n")).strip(), 16)
                 body = await reader.readexactly(size + 2)
             tally.bytes += size
-            tally.chunk(time.time(), body, path)
+            pending += body[:-2]
+            end = pending.rfind(b"\n\n")
+            if end >= 0:
+                tally.chunk(time.time(), pending[: end + 2], path)
+                pending = pending[end + 2 :]
     except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:

@@ -8,7 +8,7 @@ import msgspec
 
 from hsl_live.clock import Clock
 from hsl_live.filters import Filter
-from hsl_live.sse import Broadcaster, frame
+from hsl_live.sse import SLICE_BYTES, Broadcaster, send_in_slices, frame
 from hsl_live.store import VehicleStore
 from test_store import make_event, make_store
 
@@ -115,3 +115,19 @@ def test_broadcaster_forgets_a_filter_when_its_last_client_leaves() -> None:
     assert (still, broadcaster.clients) == (1, 0)
     assert broadcaster.stats.connections == 2
     assert list(broadcaster.collect())[1].samples[0].value == 0
+
+
+async def testsend_in_slices_hands_a_large_frame_over_in_bounded_pieces() -> None:
+    sent: list[bytes] = []
+
+    async def send(message: dict[str, object]) -> None:
+        body = message["body"]
+        assert isinstance(body, bytes)
+        sent.append(body)
+
+    big = bytes(range(256)) * (SLICE_BYTES // 256 * 2 + 3)
+    await send_in_slices(send, big)  # type: ignore[arg-type]
+
+    assert b"".join(sent) == big
+    assert len(sent) == 3
+    assert max(map(len, sent)) == SLICE_BYTES

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 ABORT_EXTENSION = "hsl_live.abort"
 RETRY_MS = 3000
 CLOSE_TIMEOUT_SECONDS = 1.0
+SLICE_BYTES = 128 * 1024
 SUMMARY_SECONDS = 60.0
 
 PING = b": ping\n\n"
@@ -408,7 +409,7 @@ class EventStream:
         try:
             while chunk is not None:
                 async with asyncio.timeout(self.client_timeout):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send_in_slices(send, chunk)
                 stats.chunks_sent += 1
                 stats.bytes_sent += len(chunk)
                 chunk = await broadcaster.next_chunk(client, loop.time() + broadcaster.ping_seconds)
@@ -421,6 +422,16 @@ class EventStream:
             logger.warning("dropping stalled /events client %s: its socket took no data", peer)
             if abort is not None:
                 abort()
+
+
+async def send_in_slices(send: Send, chunk: bytes) -> None:
+    """Send one chunk of the stream as body messages of at most SLICE_BYTES each."""
+    # The event loop's transport copies whatever the socket has not taken yet (Python
+    # 3.11). A full-feed frame is megabytes; handed over in slices, the server waits for
+    # each to drain, so a slow client holds about one slice, not a copy of the frame.
+    for start in range(0, len(chunk), SLICE_BYTES):
+        piece = chunk[start : start + SLICE_BYTES] if len(chunk) > SLICE_BYTES else chunk
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
 
 
 async def _until_disconnect(receive: Receive) -> None:
