@@ -8,7 +8,7 @@ import msgspec
 
 from hsl_live.clock import Clock
 from hsl_live.filters import Filter
-from hsl_live.sse import SLICE_BYTES, Broadcaster, send_in_slices, frame
+from hsl_live.sse import SLICE_BYTES, Broadcaster, frame, send_in_slices
 from hsl_live.store import VehicleStore
 from test_store import make_event, make_store
 
