@@ -23,6 +23,8 @@ from hsl_live.schema import Zone
 
 START = datetime(2024, 2, 13, 6, 57, 0, tzinfo=UTC)
 GEOHASH = "60;24/19/74/97"
+# Duplicates in the synthetic capture lie up to minutes apart; dedup over a wide window.
+ANALYTICS_DEDUP_SECONDS = 600.0
 
 
 def stamp(moment: datetime) -> str:
@@ -254,7 +256,7 @@ def build_lake(capture: Path, lake: Path, files_per_hour: int = 2) -> Lake:
     Each hour gets `files_per_hour` files, as a writer that flushed more than once leaves it.
     """
     collector = _Collector()
-    ingest = Ingest(Clock(replay=True), dedup_seconds=600.0, lake=collector)
+    ingest = Ingest(Clock(replay=True), dedup_seconds=ANALYTICS_DEDUP_SECONDS, lake=collector)
     for message in read_capture(capture):
         ingest.handle(message)
 

@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 from analytics_lake import (
+    ANALYTICS_DEDUP_SECONDS,
     START,
     Lake,
     build_lake,
@@ -450,8 +451,10 @@ def test_rejects_by_reason_match_python(lake: Lake, local: LocalLake) -> None:
 
 
 def test_views_agree_on_a_lake_written_by_replay(
-    lake: Lake, local: LocalLake, tmp_path: Path
+    lake: Lake, local: LocalLake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The fixture's lake was deduplicated over a 600 s window; replay with the same one.
+    monkeypatch.setenv("HSL_LIVE_DEDUP_SECONDS", str(ANALYTICS_DEDUP_SECONDS))
     capture = lake.path.parent / "synthetic.capture"
     argv = ["replay", str(capture), "--lake-url", str(tmp_path / "lake")]
 
