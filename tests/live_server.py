@@ -98,14 +98,20 @@ class LiveServer:
         return next(part for part in self.pipeline.services if isinstance(part, Broadcaster))
 
     async def fed(self, messages: list[RawMessage]) -> None:
-        """Feed messages and wait until the store has taken them."""
+        """Feed messages; wait until the store has taken them and a tick has framed them.
+
+        Waiting for the tick keeps event ids deterministic: a stream opened afterwards
+        gets a snapshot whose id already covers these changes.
+        """
         target = self.pipeline.ingest.stats.messages + len(messages)
         self.source.feed(messages)
+        broadcaster = self.broadcaster
         for _ in range(1000):
-            if self.pipeline.ingest.stats.messages >= target:
+            taken = self.pipeline.ingest.stats.messages >= target
+            if taken and broadcaster.framed_seq >= broadcaster.store.seq:
                 return
             await asyncio.sleep(0.005)
-        raise AssertionError("the pipeline did not take the messages within 5 s")
+        raise AssertionError("the pipeline did not take and frame the messages within 5 s")
 
 
 @contextlib.asynccontextmanager

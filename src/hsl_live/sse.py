@@ -163,6 +163,11 @@ class Broadcaster:
         self.stats.ticks += 1
         self.stats.tick_seconds += time.perf_counter() - started
 
+    @property
+    def framed_seq(self) -> int:
+        """Return the change number up to which the last tick framed changes."""
+        return self._tick.seq
+
     def connect(self, stream_filter: Filter, last_event_id: str | None) -> Client:
         """Register a stream and build its first chunk: a snapshot, or what it missed."""
         group = self._groups.get(stream_filter)
