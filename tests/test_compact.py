@@ -382,7 +382,11 @@ def test_compacted_name_ignores_input_order() -> None:
 async def test_compactor_compacts_then_stops(tmp_path: Path) -> None:
     sink = LocalSink(tmp_path / "lake")
     await _put_processed(sink, _spread(30, parts=3))
-    settings = Settings(lake_url=str(tmp_path / "lake"), compact_interval_seconds=3600.0)
+    settings = Settings(
+        lake_url=str(tmp_path / "lake"),
+        spool_dir=str(tmp_path / "spool"),
+        compact_interval_seconds=3600.0,
+    )
     stopping = asyncio.Event()
 
     task = asyncio.create_task(Compactor(settings, sink).run(stopping))
@@ -437,7 +441,7 @@ async def test_compactor_stop_cancels_compaction_in_flight(tmp_path: Path) -> No
     sink = StallingSink(tmp_path / "lake")
     await _put_processed(sink, _spread(30, parts=3))
     names = await _names(sink, Zone.PROCESSED)
-    settings = Settings(lake_url=str(tmp_path / "lake"))
+    settings = Settings(lake_url=str(tmp_path / "lake"), spool_dir=str(tmp_path / "spool"))
     stopping = asyncio.Event()
     task = asyncio.create_task(Compactor(settings, sink).run(stopping))
     await asyncio.sleep(0.1)
