@@ -38,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     lateness_seconds: float = 3600.0
     compact_interval_seconds: float = 900.0
     compact_memory_mb: int = 256
-    dedup_seconds: float = 60.0
+    dedup_seconds: float = 300.0
     host: str = "127.0.0.1"
     port: int = 8000
     stale_seconds: float = 120.0
