@@ -197,3 +197,11 @@ def test_load_settings_toml_not_utf8(tmp_path: Path) -> None:
 def test_load_settings_writer_id_cannot_take_the_compactors_name() -> None:
     with pytest.raises(SettingsError, match=r"HSL_LIVE_WRITER_ID must be .* got 'compact\.a1'"):
         load_settings(environ={"HSL_LIVE_WRITER_ID": "compact.a1"})
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+    missing = [env_name(key) for key in settings_module._FIELDS if env_name(key) not in readme]
+
+    assert missing == []
