@@ -7,12 +7,13 @@ from collections.abc import Iterable
 from typing import Protocol
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from hsl_live.capture import RawMessage
 from hsl_live.clock import Clock
 from hsl_live.dedup import Deduplicator
 from hsl_live.hfp import Event, Rejection, decode
+from hsl_live.metrics import counter, gauge, labelled_counter
 
 
 class LakeWriter(Protocol):
@@ -105,35 +106,29 @@ class Ingest:
     def collect(self) -> Iterable[Metric]:
         """Yield the ingest counters for /metrics."""
         stats = self.stats
-        received = CounterMetricFamily(
-            "hsl_live_messages_received", "Messages received from the source"
+        yield counter(
+            "hsl_live_messages_received", "Messages received from the source", stats.messages
         )
-        received.add_metric([], stats.messages)
-        yield received
-
-        duplicates = CounterMetricFamily(
-            "hsl_live_duplicates", "Duplicates dropped, by kind", labels=["kind"]
+        yield labelled_counter(
+            "hsl_live_duplicates",
+            "Duplicates dropped, by kind",
+            "kind",
+            [("message", stats.duplicate_messages), ("event", stats.duplicate_events)],
         )
-        duplicates.add_metric(["message"], stats.duplicate_messages)
-        duplicates.add_metric(["event"], stats.duplicate_events)
-        yield duplicates
-
-        events = CounterMetricFamily(
-            "hsl_live_events", "Distinct valid events, by event type", labels=["event_type"]
+        yield labelled_counter(
+            "hsl_live_events",
+            "Distinct valid events, by event type",
+            "event_type",
+            sorted(stats.events_by_type.items()),
         )
-        for event_type, count in sorted(stats.events_by_type.items()):
-            events.add_metric([event_type], count)
-        yield events
-
-        rejected = CounterMetricFamily(
-            "hsl_live_rejected", "Messages rejected, by reason", labels=["reason"]
+        yield labelled_counter(
+            "hsl_live_rejected",
+            "Messages rejected, by reason",
+            "reason",
+            sorted(stats.rejected_by_reason.items()),
         )
-        for reason, count in sorted(stats.rejected_by_reason.items()):
-            rejected.add_metric([reason], count)
-        yield rejected
-
-        last = GaugeMetricFamily(
-            "hsl_live_last_message_timestamp_seconds", "Pipeline time of the last message"
+        yield gauge(
+            "hsl_live_last_message_timestamp_seconds",
+            "Pipeline time of the last message",
+            stats.last_received_at,
         )
-        last.add_metric([], stats.last_received_at)
-        yield last

@@ -19,11 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from hsl_live.batcher import Batch, Batcher, FlushReason, encode
 from hsl_live.capture import RawMessage
 from hsl_live.hfp import Event, Rejection
+from hsl_live.metrics import counter, gauge
 from hsl_live.pipeline import DRAIN_DEADLINE_SECONDS, Source
 from hsl_live.schema import Zone, hour_of
 from hsl_live.settings import Settings
@@ -155,18 +156,16 @@ class Lake:
         yield flushes
 
         spool = self.spool
-        yield _counter(
+        yield counter(
             "hsl_live_lake_upload_errors", "Failed sink writes", spool.stats.upload_errors
         )
-        yield _counter("hsl_live_lake_encode_errors", "Batches that failed", stats.encode_errors)
-        yield _gauge("hsl_live_lake_spool_files", "Files waiting for the sink", spool.files)
-        yield _gauge("hsl_live_lake_spool_bytes", "Bytes waiting for the sink", spool.pending_bytes)
-        yield _gauge(
+        yield counter("hsl_live_lake_encode_errors", "Batches that failed", stats.encode_errors)
+        yield gauge("hsl_live_lake_spool_files", "Files waiting for the sink", spool.files)
+        yield gauge("hsl_live_lake_spool_bytes", "Bytes waiting for the sink", spool.pending_bytes)
+        yield gauge(
             "hsl_live_lake_buffered_rows", "Rows not yet sealed", self.batcher.buffered_rows
         )
-        yield _gauge(
-            "hsl_live_lake_writable", "1 while the sink accepts writes", int(self.writable)
-        )
+        yield gauge("hsl_live_lake_writable", "1 while the sink accepts writes", int(self.writable))
 
     def _add(self, zone: Zone, hour: datetime, row: Any, received_at: datetime) -> None:
         batch = self.batcher.add(zone, hour, row, received_at, self._segment)
@@ -270,15 +269,3 @@ class RecoveringSource:
     def stop(self) -> None:
         """Stop the wrapped source."""
         self.source.stop()
-
-
-def _counter(name: str, help_text: str, value: float) -> Metric:
-    family = CounterMetricFamily(name, help_text)
-    family.add_metric([], value)
-    return family
-
-
-def _gauge(name: str, help_text: str, value: float) -> Metric:
-    family = GaugeMetricFamily(name, help_text)
-    family.add_metric([], value)
-    return family

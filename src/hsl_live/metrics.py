@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -36,3 +36,27 @@ class Metrics:
     def render(self) -> bytes:
         """Return the Prometheus text exposition of every registered metric."""
         return generate_latest(self.registry)
+
+
+def counter(name: str, help_text: str, value: float) -> Metric:
+    """Return a counter family with one unlabelled sample."""
+    family = CounterMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
+def gauge(name: str, help_text: str, value: float) -> Metric:
+    """Return a gauge family with one unlabelled sample."""
+    family = GaugeMetricFamily(name, help_text)
+    family.add_metric([], value)
+    return family
+
+
+def labelled_counter(
+    name: str, help_text: str, label: str, values: Iterable[tuple[str, float]]
+) -> Metric:
+    """Return a counter family with one sample per (label value, count)."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for label_value, count in values:
+        family.add_metric([label_value], count)
+    return family

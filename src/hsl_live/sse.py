@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from hsl_live.clock import Clock
 from hsl_live.filters import Filter, FilterError, parse_filter
+from hsl_live.metrics import counter, gauge, labelled_counter
 from hsl_live.store import VehicleState, VehicleStore
 
 logger = logging.getLogger(__name__)
@@ -232,60 +233,44 @@ class Broadcaster:
     def collect(self) -> Iterable[Metric]:
         """Yield the SSE gauges and counters for /metrics."""
         stats = self.stats
-        clients = GaugeMetricFamily("hsl_live_sse_clients", "Connected /events streams")
-        clients.add_metric([], self.clients)
-        yield clients
-        filters = GaugeMetricFamily("hsl_live_sse_filters", "Distinct filters of connected streams")
-        filters.add_metric([], len(self._groups))
-        yield filters
-
-        connections = CounterMetricFamily(
-            "hsl_live_sse_connections", "Streams opened, by how they started", labels=["start"]
+        yield gauge("hsl_live_sse_clients", "Connected /events streams", self.clients)
+        yield gauge(
+            "hsl_live_sse_filters", "Distinct filters of connected streams", len(self._groups)
         )
-        connections.add_metric(["snapshot"], stats.connections - stats.resumes)
-        connections.add_metric(["resume"], stats.resumes)
-        yield connections
-
-        refused = CounterMetricFamily(
-            "hsl_live_sse_refused", "Stream requests refused, by reason", labels=["reason"]
+        yield labelled_counter(
+            "hsl_live_sse_connections",
+            "Streams opened, by how they started",
+            "start",
+            [("snapshot", stats.connections - stats.resumes), ("resume", stats.resumes)],
         )
-        refused.add_metric(["limit"], stats.refused)
-        refused.add_metric(["bad_parameter"], stats.bad_requests)
-        yield refused
-
-        slow = CounterMetricFamily(
-            "hsl_live_sse_slow_disconnects", "Streams dropped after stalling past the timeout"
+        yield labelled_counter(
+            "hsl_live_sse_refused",
+            "Stream requests refused, by reason",
+            "reason",
+            [("limit", stats.refused), ("bad_parameter", stats.bad_requests)],
         )
-        slow.add_metric([], stats.slow_disconnects)
-        yield slow
-
-        encoded = CounterMetricFamily(
-            "hsl_live_sse_frames_encoded", "Frames encoded, by event", labels=["event"]
+        yield counter(
+            "hsl_live_sse_slow_disconnects",
+            "Streams dropped after stalling past the timeout",
+            stats.slow_disconnects,
         )
-        for event in ("snapshot", "update", "remove"):
-            encoded.add_metric([event], stats.encoded[event])
-        yield encoded
-
-        sent = CounterMetricFamily("hsl_live_sse_chunks_sent", "Chunks written to streams")
-        sent.add_metric([], stats.chunks_sent)
-        yield sent
-        sent_bytes = CounterMetricFamily("hsl_live_sse_sent_bytes", "Bytes written to streams")
-        sent_bytes.add_metric([], stats.bytes_sent)
-        yield sent_bytes
-        catch_ups = CounterMetricFamily(
-            "hsl_live_sse_catch_ups", "Chunks built for a client that fell behind the ticks"
+        yield labelled_counter(
+            "hsl_live_sse_frames_encoded",
+            "Frames encoded, by event",
+            "event",
+            [(event, stats.encoded[event]) for event in ("snapshot", "update", "remove")],
         )
-        catch_ups.add_metric([], stats.catch_ups)
-        yield catch_ups
-
-        ticks = CounterMetricFamily("hsl_live_sse_ticks", "Broadcaster ticks that had changes")
-        ticks.add_metric([], stats.ticks)
-        yield ticks
-        tick_time = CounterMetricFamily(
-            "hsl_live_sse_tick_seconds", "Time spent building tick frames"
+        yield counter("hsl_live_sse_chunks_sent", "Chunks written to streams", stats.chunks_sent)
+        yield counter("hsl_live_sse_sent_bytes", "Bytes written to streams", stats.bytes_sent)
+        yield counter(
+            "hsl_live_sse_catch_ups",
+            "Chunks built for a client that fell behind the ticks",
+            stats.catch_ups,
         )
-        tick_time.add_metric([], stats.tick_seconds)
-        yield tick_time
+        yield counter("hsl_live_sse_ticks", "Broadcaster ticks that had changes", stats.ticks)
+        yield counter(
+            "hsl_live_sse_tick_seconds", "Time spent building tick frames", stats.tick_seconds
+        )
 
     def _group_frames(self, group: _Group, changed: list[str] | None, seq: int) -> bytes:
         if changed is None:

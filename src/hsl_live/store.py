@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from hsl_live.clock import Clock
 from hsl_live.hfp import Event
+from hsl_live.metrics import counter, gauge, labelled_counter
 
 # Fields a non-VP event (ARR, DOO, ...) may lack; a missing one keeps the vehicle's last value.
 _CARRIED = (
@@ -187,31 +188,28 @@ class VehicleStore:
 
     def collect(self) -> Iterable[Metric]:
         """Yield the store's gauges and counters for /metrics."""
-        vehicles = GaugeMetricFamily("hsl_live_vehicles", "Vehicles on the live view")
-        vehicles.add_metric([], len(self._states))
-        yield vehicles
-
-        changes = CounterMetricFamily(
-            "hsl_live_store_changes", "Vehicle states changed or removed on the live view"
+        stats = self.stats
+        yield gauge("hsl_live_vehicles", "Vehicles on the live view", len(self._states))
+        yield counter(
+            "hsl_live_store_changes",
+            "Vehicle states changed or removed on the live view",
+            self.seq - self.first_seq,
         )
-        changes.add_metric([], self.seq - self.first_seq)
-        yield changes
-
-        skipped = CounterMetricFamily(
+        yield labelled_counter(
             "hsl_live_store_skipped",
             "Events not taken into the live view, by reason",
-            labels=["reason"],
+            "reason",
+            [
+                ("out_of_order", stats.out_of_order),
+                ("other_car", stats.other_cars),
+                ("not_ongoing", stats.not_ongoing),
+            ],
         )
-        skipped.add_metric(["out_of_order"], self.stats.out_of_order)
-        skipped.add_metric(["other_car"], self.stats.other_cars)
-        skipped.add_metric(["not_ongoing"], self.stats.not_ongoing)
-        yield skipped
-
-        expired = CounterMetricFamily(
-            "hsl_live_store_expired", "Vehicles removed from the live view after going silent"
+        yield counter(
+            "hsl_live_store_expired",
+            "Vehicles removed from the live view after going silent",
+            stats.expired,
         )
-        expired.add_metric([], self.stats.expired)
-        yield expired
 
     def _record(self, vehicle_id: str) -> None:
         self.seq += 1
