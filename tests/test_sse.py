@@ -8,7 +8,7 @@ import msgspec
 
 from hsl_live.clock import Clock
 from hsl_live.filters import Filter
-from hsl_live.sse import SLICE_BYTES, Broadcaster, frame, send_in_slices
+from hsl_live.sse import SLICE_BYTES, Broadcaster, Chunk, _sender, frame
 from hsl_live.store import VehicleStore
 from test_store import make_event, make_store
 
@@ -17,9 +17,10 @@ def make_broadcaster(store: VehicleStore) -> Broadcaster:
     return Broadcaster(store, Clock(replay=True), tick_seconds=0.5, ping_seconds=15)
 
 
-def decode_frames(chunk: bytes) -> list[tuple[str, list[object]]]:
+def decode_frames(chunk: Chunk | None) -> list[tuple[str, list[object]]]:
+    assert chunk is not None
     frames = []
-    for block in chunk.decode().split("\n\n"):
+    for block in bytes(chunk.body).decode().split("\n\n"):
         lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         if "event" in lines:
             frames.append((lines["event"], msgspec.json.decode(lines["data"])))
@@ -77,7 +78,8 @@ async def test_broadcaster_sends_a_ping_when_quiet() -> None:
 
     chunk = await broadcaster.next_chunk(client, asyncio.get_running_loop().time() + 0.05)
 
-    assert chunk == b": ping\n\n"
+    assert chunk is not None
+    assert bytes(chunk.body) == b": ping\n\n"
 
 
 async def test_broadcaster_close_ends_waiting_streams() -> None:
@@ -117,7 +119,14 @@ def test_broadcaster_forgets_a_filter_when_its_last_client_leaves() -> None:
     assert list(broadcaster.collect())[1].samples[0].value == 0
 
 
-async def testsend_in_slices_hands_a_large_frame_over_in_bounded_pieces() -> None:
+def test_chunk_holds_its_body_in_http_chunked_framing() -> None:
+    chunk = Chunk(b"event: update\nid: 7\ndata: []\n\n")
+
+    assert chunk.wire == b"1e\r\nevent: update\nid: 7\ndata: []\n\n\r\n"
+    assert (bytes(chunk.body), len(chunk)) == (b"event: update\nid: 7\ndata: []\n\n", 30)
+
+
+async def test_plain_asgi_sender_unframes_a_large_chunk_into_bounded_pieces() -> None:
     sent: list[bytes] = []
 
     async def send(message: dict[str, object]) -> None:
@@ -126,7 +135,7 @@ async def testsend_in_slices_hands_a_large_frame_over_in_bounded_pieces() -> Non
         sent.append(body)
 
     big = bytes(range(256)) * (SLICE_BYTES // 256 * 2 + 3)
-    await send_in_slices(send, big)  # type: ignore[arg-type]
+    await _sender(send)(Chunk(big).wire)  # type: ignore[arg-type]
 
     assert b"".join(sent) == big
     assert len(sent) == 3

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 
 import uvicorn
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,7 +16,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from hsl_live.api import create_app
 from hsl_live.errors import HslLiveError
 from hsl_live.pipeline import Pipeline
-from hsl_live.sse import ABORT_EXTENSION, Broadcaster
+from hsl_live.sse import ABORT_EXTENSION, SLICE_BYTES, WRITE_EXTENSION, Broadcaster
 from hsl_live.store import VehicleStore
 
 logger = logging.getLogger(__name__)
@@ -70,12 +70,12 @@ class WebServer:
         self._socket = _listen(host, port)
         self.port: int = self._socket.getsockname()[1]
         self.started = asyncio.Event()
-        self._transports: dict[Peer, asyncio.Transport] = {}
+        self._connections: dict[Peer, H11Protocol] = {}
         config = uvicorn.Config(
             self._with_abort(app),
             host=host,
             port=port,
-            http=_protocol_class(self._transports),
+            http=_protocol_class(self._connections),
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -91,12 +91,15 @@ class WebServer:
 
     def pending_bytes(self) -> int:
         """Return the bytes accepted for sending that clients have not taken yet."""
-        return sum(transport.get_write_buffer_size() for transport in self._transports.values())
+        return sum(
+            connection.transport.get_write_buffer_size()
+            for connection in self._connections.values()
+        )
 
     def collect(self) -> Iterable[Metric]:
         """Yield the server's gauges for /metrics."""
         connections = GaugeMetricFamily("hsl_live_http_connections", "Open HTTP connections")
-        connections.add_metric([], len(self._transports))
+        connections.add_metric([], len(self._connections))
         yield connections
         pending = GaugeMetricFamily(
             "hsl_live_http_pending_bytes", "Bytes waiting in connections' write buffers"
@@ -133,38 +136,63 @@ class WebServer:
         server.should_exit = True
 
     def _with_abort(self, app: ASGIApp) -> ASGIApp:
-        transports = self._transports
+        connections = self._connections
 
         async def with_abort(scope: Scope, receive: Receive, send: Send) -> None:
-            transport = transports.get(scope.get("client") or ("", 0))
-            if transport is not None:
+            connection = connections.get(scope.get("client") or ("", 0))
+            if connection is not None:
                 extensions = scope.setdefault("extensions", {}) or {}
-                extensions[ABORT_EXTENSION] = transport.abort
+                extensions[ABORT_EXTENSION] = connection.transport.abort
+                if scope.get("http_version") == "1.1" and scope.get("method") == "GET":
+                    extensions[WRITE_EXTENSION] = _chunk_writer(connection)
                 scope["extensions"] = extensions
             await app(scope, receive, send)
 
         return with_abort
 
 
-def _protocol_class(transports: dict[Peer, asyncio.Transport]) -> type[H11Protocol]:
-    """Return uvicorn's HTTP/1.1 protocol, remembering each connection's transport.
+def _protocol_class(connections: dict[Peer, H11Protocol]) -> type[H11Protocol]:
+    """Return uvicorn's HTTP/1.1 protocol, remembering each connection by peer address.
 
     ASGI gives an app no way to drop a connection whose peer stopped reading (closing
-    waits for the unsent bytes); the stream looks the transport up by peer address.
+    waits for the unsent bytes), nor to write one buffer to many sockets without a copy
+    per socket; the event stream looks its connection up by peer address for both.
     """
 
     class Protocol(H11Protocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if self.client is not None:
-                transports[self.client] = transport
+                connections[self.client] = self
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self.client is not None:
-                transports.pop(self.client, None)
+                connections.pop(self.client, None)
             super().connection_lost(exc)
 
     return Protocol
+
+
+def _chunk_writer(connection: H11Protocol) -> Callable[[bytes], Awaitable[None]]:
+    """Return a writer of bytes already framed as HTTP/1.1 chunks, straight to the socket.
+
+    Going through ASGI, h11 joins every body piece with its chunk header: a copy of each
+    frame per client. The event stream frames a tick's bytes once and every client's
+    socket takes that same buffer, in slices, waiting for the socket to drain between
+    them, so a slow client holds at most about one slice.
+    """
+    transport, flow = connection.transport, connection.flow
+
+    async def write(data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), SLICE_BYTES):
+            if flow.write_paused:
+                await flow.drain()
+            if transport.is_closing():
+                return
+            transport.write(view[start : start + SLICE_BYTES])
+
+    return write
 
 
 def _listen(host: str, port: int) -> socket.socket:

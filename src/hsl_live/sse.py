@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -32,15 +32,18 @@ from hsl_live.store import VehicleState, VehicleStore
 
 logger = logging.getLogger(__name__)
 
-# The ASGI scope extension through which the web server lets a stream drop its connection.
+# The ASGI scope extensions through which the web server lets a stream drop its
+# connection, and write bytes already framed as HTTP chunks straight to its socket.
 ABORT_EXTENSION = "hsl_live.abort"
+WRITE_EXTENSION = "hsl_live.write_chunked"
 RETRY_MS = 3000
 CLOSE_TIMEOUT_SECONDS = 1.0
-SLICE_BYTES = 128 * 1024
+# The most a stream hands its socket at once: a slow client holds about this much.
+SLICE_BYTES = 64 * 1024
 SUMMARY_SECONDS = 60.0
 
-PING = b": ping\n\n"
-FAREWELL = b": server shutting down\nretry: 5000\n\n"
+PING_BYTES = b": ping\n\n"
+FAREWELL_BYTES = b": server shutting down\nretry: 5000\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -53,6 +56,35 @@ _encode = msgspec.json.Encoder().encode
 def frame(event: str, seq: int, data: bytes) -> bytes:
     """Return one SSE frame; msgspec's JSON has no raw newlines, so one data line suffices."""
     return b"event: %b\nid: %d\ndata: %b\n\n" % (event.encode(), seq, data)
+
+
+class Chunk:
+    """Bytes of an event stream, held as one HTTP/1.1 chunk (`size CRLF body CRLF`).
+
+    A tick's frame for a filter is one Chunk that every client with that filter writes
+    to its socket as is; `body` is the same bytes without the chunk framing.
+    """
+
+    __slots__ = ("start", "wire")
+
+    def __init__(self, body: bytes) -> None:
+        if not body:
+            raise ValueError("an empty HTTP chunk would end the stream")
+        head = b"%x\r\n" % len(body)
+        self.wire = head + body + b"\r\n"
+        self.start = len(head)
+
+    @property
+    def body(self) -> memoryview:
+        """Return the stream bytes, without the chunk framing."""
+        return memoryview(self.wire)[self.start : -2]
+
+    def __len__(self) -> int:
+        return len(self.wire) - self.start - 2
+
+
+PING = Chunk(PING_BYTES)
+FAREWELL = Chunk(FAREWELL_BYTES)
 
 
 class SseStats(msgspec.Struct):
@@ -89,7 +121,7 @@ class _Tick:
 
     __slots__ = ("frames", "seq", "since")
 
-    def __init__(self, since: int, seq: int, frames: dict[Filter, bytes]) -> None:
+    def __init__(self, since: int, seq: int, frames: dict[Filter, Chunk]) -> None:
         self.since = since
         self.seq = seq
         self.frames = frames
@@ -100,7 +132,7 @@ class Client:
 
     __slots__ = ("cursor", "group", "opening")
 
-    def __init__(self, group: _Group, cursor: int, opening: bytes) -> None:
+    def __init__(self, group: _Group, cursor: int, opening: Chunk | None) -> None:
         self.group = group
         self.cursor = cursor
         self.opening = opening
@@ -154,9 +186,11 @@ class Broadcaster:
             return
 
         changed = self.store.changed_since(since)
-        frames = {
-            key: self._group_frames(group, changed, seq) for key, group in self._groups.items()
-        }
+        frames = {}
+        for key, group in self._groups.items():
+            data = self._group_frames(group, changed, seq)
+            if data:
+                frames[key] = Chunk(data)
         self._tick = _Tick(since, seq, frames)
         wake, self._wake = self._wake, asyncio.Event()
         wake.set()
@@ -187,7 +221,7 @@ class Broadcaster:
         else:
             opening = self._snapshot(stream_filter, seq)
 
-        return Client(group, seq, b"retry: %d\n\n" % RETRY_MS + opening)
+        return Client(group, seq, Chunk(b"retry: %d\n\n" % RETRY_MS + opening))
 
     def disconnect(self, client: Client) -> None:
         """Forget a stream; its filter's group goes when its last client does."""
@@ -197,7 +231,7 @@ class Broadcaster:
         if group.clients == 0 and self._groups.get(group.filter) is group:
             del self._groups[group.filter]
 
-    async def next_chunk(self, client: Client, ping_at: float) -> bytes | None:
+    async def next_chunk(self, client: Client, ping_at: float) -> Chunk | None:
         """Wait for the client's next bytes: changes, or a ping at loop time `ping_at`.
 
         Return None when the server is closing.
@@ -215,15 +249,17 @@ class Broadcaster:
                     return PING
                 continue
 
+            chunk: Chunk | None
             if tick.since == client.cursor:
-                chunk = tick.frames.get(client.group.filter, b"")
+                chunk = tick.frames.get(client.group.filter)
             else:
                 # The client fell behind while its socket was slow: send the latest
                 # state of what it missed instead of the ticks in between.
                 self.stats.catch_ups += 1
-                chunk = self._catch_up(client.group.filter, client.cursor, tick.seq)
+                data = self._catch_up(client.group.filter, client.cursor, tick.seq)
+                chunk = Chunk(data) if data else None
             client.cursor = tick.seq
-            if chunk:
+            if chunk is not None:
                 return chunk
             if loop.time() >= ping_at:
                 self.stats.pings += 1
@@ -376,37 +412,48 @@ class EventStream:
             "last_event_id"
         )
         client = broadcaster.connect(stream_filter, last_event_id)
-        abort = scope.get("extensions", {}).get(ABORT_EXTENSION)
+        extensions = scope.get("extensions") or {}
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             async with asyncio.TaskGroup() as group:
                 watcher = group.create_task(_until_disconnect(receive))
-                pump = group.create_task(self._pump(client, send, abort, scope.get("client")))
+                pump = group.create_task(
+                    self._pump(
+                        client,
+                        extensions.get(WRITE_EXTENSION) or _sender(send),
+                        extensions.get(ABORT_EXTENSION),
+                        scope.get("client"),
+                    )
+                )
                 await asyncio.wait((watcher, pump), return_when=asyncio.FIRST_COMPLETED)
                 watcher.cancel()
                 pump.cancel()
         finally:
             broadcaster.disconnect(client)
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _pump(
-        self, client: Client, send: Send, abort: Callable[[], None] | None, peer: Any
+        self,
+        client: Client,
+        write: Callable[[bytes], Awaitable[None]],
+        abort: Callable[[], None] | None,
+        peer: Any,
     ) -> None:
         broadcaster = self.broadcaster
         stats = broadcaster.stats
         loop = asyncio.get_running_loop()
-        chunk: bytes | None = client.opening
-        client.opening = b""
+        chunk, client.opening = client.opening, None
         try:
             while chunk is not None:
                 async with asyncio.timeout(self.client_timeout):
-                    await send_in_slices(send, chunk)
+                    await write(chunk.wire)
                 stats.chunks_sent += 1
                 stats.bytes_sent += len(chunk)
                 chunk = await broadcaster.next_chunk(client, loop.time() + broadcaster.ping_seconds)
 
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                await send({"type": "http.response.body", "body": FAREWELL, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await write(FAREWELL.wire)
         except TimeoutError:
             stats.slow_disconnects += 1
             logger.warning("dropping stalled /events client %s: its socket took no data", peer)
@@ -414,14 +461,21 @@ class EventStream:
                 abort()
 
 
-async def send_in_slices(send: Send, chunk: bytes) -> None:
-    """Send one chunk of the stream as body messages of at most SLICE_BYTES each."""
-    # The event loop's transport copies whatever the socket has not taken yet (Python
-    # 3.11). A full-feed frame is megabytes; handed over in slices, the server waits for
-    # each to drain, so a slow client holds about one slice, not a copy of the frame.
-    for start in range(0, len(chunk), SLICE_BYTES):
-        piece = chunk[start : start + SLICE_BYTES] if len(chunk) > SLICE_BYTES else chunk
-        await send({"type": "http.response.body", "body": piece, "more_body": True})
+def _sender(send: Send) -> Callable[[bytes], Awaitable[None]]:
+    """Return a writer of HTTP chunks through plain ASGI body messages.
+
+    For servers other than ours (and HTTP/1.0 clients): the chunk framing is taken off
+    again, and the body goes in slices of at most SLICE_BYTES, each awaited, so a slow
+    client holds about one slice rather than a copy of a whole frame.
+    """
+
+    async def write(wire: bytes) -> None:
+        body = memoryview(wire)[wire.index(b"\r\n") + 2 : -2]
+        for start in range(0, len(body), SLICE_BYTES):
+            piece = bytes(body[start : start + SLICE_BYTES])
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+
+    return write
 
 
 async def _until_disconnect(receive: Receive) -> None:
