@@ -161,6 +161,8 @@ def live_figures(vehicles: int, clients: int, seconds: float, tick: float) -> li
         fig("client catch-ups", int(result["catch_ups"])),
         fig("MQTT dropped", int(result["dropped"]), "", "0", result["dropped"] == 0),
         fig("bytes to clients", round(seen["mbytes"]), "MB"),
+        # The clients share one core with the broker and publisher; near 1 they lag.
+        fig("client process CPU", round(seen["cpu_share"], 2), "cores"),
     ]  # fmt: skip
 
 
