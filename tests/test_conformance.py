@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 
 from hsl_live.capture import CaptureStats, RawMessage, read_capture
 from hsl_live.hfp import Event, Rejection, decode
+from hsl_live.topic import TopicError, parse_topic, parse_topic_fast
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hfp-samples"
 V2_DUMPS = sorted((SAMPLES / "hfp-v2-raw-dumps").glob("*.hfp.dump"))
@@ -59,6 +61,21 @@ def expected_distinct_events(messages: list[RawMessage]) -> Counter[str]:
 def _vehicle_levels(levels: list[str]) -> tuple[str, str]:
     first = 6 if levels[2] == "v1" else 7
     return levels[first], levels[first + 1]
+
+
+def test_fast_topic_parser_reads_every_real_topic_as_the_general_parser() -> None:
+    messages, _ = read_all([*V2_DUMPS, V1_FILE])
+    topics = {message.topic for message in messages}
+
+    def parsed(parse: Callable[[str], object], topic: str) -> object:
+        try:
+            return parse(topic)
+        except TopicError as exc:
+            return str(exc)
+
+    differing = [t for t in topics if parsed(parse_topic_fast, t) != parsed(parse_topic, t)]
+    assert len(topics) > 1000
+    assert differing == []
 
 
 def run_replay(paths: list[Path], workdir: Path) -> dict[str, int]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from hsl_live.topic import EVENT_TYPES, Topic, TopicError, parse_topic
+from hsl_live.topic import EVENT_TYPES, Topic, TopicError, parse_topic, parse_topic_fast
 
 VP_TOPIC = (
     "/hfp/v2/journey/ongoing/vp/bus/0018/01029/5520/1/Martinlaakso/17:35/4150208/5/60;24/28/65/93"
@@ -271,3 +273,59 @@ def test_parse_topic_geohash_cells_must_be_two_digits() -> None:
     )
 
     assert (parsed.topic_latitude, parsed.topic_longitude) == (60.0, 24.0)
+
+
+def _parsed(parse: object, topic: str) -> Topic | str:
+    try:
+        return parse(topic)  # type: ignore[operator, no-any-return]
+    except TopicError as exc:
+        return f"TopicError: {exc}"
+
+
+# Topics built from levels that each may or may not have the usual shape.
+_LEVEL = st.sampled_from(["", "0", "1", "9", "10", "00", "x", ":", ";", "-", "\u0661", " "])
+_TOPIC_LEVELS = st.tuples(
+    st.sampled_from(["journey", "deadrun", "upcoming"]),
+    st.sampled_from(["ongoing", "upcoming"]),
+    st.sampled_from(["vp", "arr", "partial-apc", "VP"]),
+    st.sampled_from(["bus", "", "Bus"]),
+    st.sampled_from(["0012", "12345", "00012", "1"]),
+    st.sampled_from(["01825", "123456", "0", "\uff11"]),
+    st.lists(
+        st.one_of(
+            _LEVEL,
+            st.sampled_from(["17:35", "1:35", "60;24", "-1;-179", "1000;24", "28", "2147483648"]),
+            st.text(max_size=4),
+        ),
+        max_size=14,
+    ),
+)
+
+
+@given(levels=_TOPIC_LEVELS)
+@example(levels=("journey", "ongoing", "vp", "bus", "0018", "01029", VP_TOPIC.split("/")[9:]))
+def test_parse_topic_fast_equals_parse_topic(
+    levels: tuple[str, str, str, str, str, str, list[str]],
+) -> None:
+    *fixed, trip = levels
+    topic = "/".join(["", "hfp", "v2", *fixed, *trip])
+
+    assert _parsed(parse_topic_fast, topic) == _parsed(parse_topic, topic)
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        VP_TOPIC,
+        VP_TOPIC + "/1234",
+        VP_TOPIC + "/",
+        VP_TOPIC.replace("Martinlaakso", "Kamppi/Kampen"),
+        VP_TOPIC.replace("Martinlaakso", ""),
+        VP_TOPIC.replace("60;24", "-1;-179"),
+        VP_TOPIC.replace("/1/Martinlaakso", "//Martinlaakso"),
+        VP_TOPIC.replace("/vp/bus/", "/vp//"),
+        VP_TOPIC.replace("/journey/ongoing/", "/deadrun/upcoming/"),
+    ],
+)
+def test_parse_topic_fast_reads_the_usual_shapes_as_parse_topic(topic: str) -> None:
+    assert parse_topic_fast(topic) == parse_topic(topic)

@@ -129,21 +129,26 @@ def partition_path(zone: Zone, hour: datetime) -> str:
 
 def hour_of(moment: datetime) -> datetime:
     """Return the start of the UTC hour that holds a moment."""
-    # Nearly every message falls in the hour of the one before, and datetime.replace()
-    # was a visible cost per row; the same result object also speeds up buffer lookups.
-    global _last_hour
+    # Nearly every message falls in one of the last two hours seen (a raw row's receive
+    # hour and an event's own hour), and datetime.replace() was a visible cost per row;
+    # the same result object also speeds up buffer lookups.
+    global _last_hour, _other_hour
     if moment.tzinfo is not UTC:
         return moment.replace(minute=0, second=0, microsecond=0)
     last = _last_hour
     if _NO_TIME <= moment - last < _ONE_HOUR:
         return last
-    _last_hour = moment.replace(minute=0, second=0, microsecond=0)
+    other = _other_hour
+    if _NO_TIME <= moment - other < _ONE_HOUR:
+        _last_hour, _other_hour = other, last
+        return other
+    _last_hour, _other_hour = moment.replace(minute=0, second=0, microsecond=0), last
     return _last_hour
 
 
 _NO_TIME = timedelta(0)
 _ONE_HOUR = timedelta(hours=1)
-_last_hour = datetime(1970, 1, 1, tzinfo=UTC)
+_last_hour = _other_hour = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def payload_text(payload: bytes) -> str:
