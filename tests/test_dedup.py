@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hsl_live.dedup import Deduplicator
+from hsl_live.dedup import FREEZE_KEYS, Deduplicator
 
 
 def test_is_new_first_time_true() -> None:
@@ -78,3 +78,20 @@ def test_len_counts_both_generations() -> None:
     dedup.is_new("b", now=10.0)
 
     assert len(dedup) == 2
+
+
+def test_fresh_marks_repeats_within_one_batch() -> None:
+    dedup = Deduplicator(window=10)
+
+    assert dedup.fresh(["a", "b", "a", "c", "b"], now=0.0) == [True, True, False, True, False]
+    assert dedup.duplicates == 2
+
+
+def test_frozen_keys_are_still_duplicates_across_both_generations() -> None:
+    dedup = Deduplicator(window=10)
+    many = [("18/1029", n) for n in range(FREEZE_KEYS + 10)]  # more than the set holds
+    assert all(dedup.fresh(many, now=0.0))
+    dedup.fresh(["later"], now=10.0)  # rotates: everything above is the previous generation
+
+    assert dedup.fresh([many[0], many[-1], ("18/1029", -1)], now=15.0) == [False, False, True]
+    assert len(dedup) == len(many) + 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -70,38 +70,50 @@ class Ingest:
 
     def handle(self, message: RawMessage) -> None:
         """Process one message received from the broker or read from a capture."""
+        self.handle_batch([message])
+
+    def handle_batch(self, messages: Sequence[RawMessage]) -> None:
+        """Process messages in the order received; duplicates are found a batch at a time."""
         stats = self.stats
-        stats.messages += 1
         clock = self.clock
         if clock.replay:
-            clock.observe(message.received_at)
+            for message in messages:
+                clock.observe(message.received_at)
         now = clock.now()
+        stats.messages += len(messages)
         stats.last_received_at = now
 
-        if not self._messages.is_new((message.topic, message.payload), now):
-            stats.duplicate_messages += 1
-            return
-        if self.lake is not None:
-            self.lake.add_raw(message)
-
-        result = decode(message.received_at, message.topic, message.payload)
-        if isinstance(result, Rejection):
+        fresh = self._messages.fresh([(m.topic, m.payload) for m in messages], now)
+        stats.duplicate_messages += len(messages) - sum(fresh)
+        lake = self.lake
+        events: list[Event] = []
+        for message, new in zip(messages, fresh, strict=True):
+            if not new:
+                continue
+            if lake is not None:
+                lake.add_raw(message)
+            result = decode(message.received_at, message.topic, message.payload)
+            if isinstance(result, Event):
+                events.append(result)
+                continue
             stats.rejected += 1
             stats.rejected_by_reason[result.reason] += 1
-            if self.lake is not None:
-                self.lake.add_rejected(result)
-            return
-        if not self._events.is_new(result.dedup_key(), now):
-            stats.duplicate_events += 1
-            return
+            if lake is not None:
+                lake.add_rejected(result)
 
-        stats.events += 1
-        stats.events_by_type[result.event_type] += 1
-        self.vehicles.add(result.unique_vehicle_id)
-        if self.lake is not None:
-            self.lake.add_event(result)
-        if self.live is not None:
-            self.live.apply(result)
+        fresh = self._events.fresh([event.dedup_key() for event in events], now)
+        stats.duplicate_events += len(events) - sum(fresh)
+        live, vehicles, by_type = self.live, self.vehicles, stats.events_by_type
+        for event, new in zip(events, fresh, strict=True):
+            if not new:
+                continue
+            stats.events += 1
+            by_type[event.event_type] += 1
+            vehicles.add(event.unique_vehicle_id)
+            if lake is not None:
+                lake.add_event(event)
+            if live is not None:
+                live.apply(event)
 
     def collect(self) -> Iterable[Metric]:
         """Yield the ingest counters for /metrics."""

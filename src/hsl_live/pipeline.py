@@ -121,10 +121,9 @@ class Pipeline:
         return [self.lake, *self.services] if self.lake is not None else self.services
 
     async def _consume(self) -> None:
-        handle = self.ingest.handle
+        handle = self.ingest.handle_batch
         async for batch in self.source.batches():
-            for message in batch:
-                handle(message)
+            handle(batch)
         logger.info("input finished after %d messages", self.ingest.stats.messages)
 
     async def _drain_lake(self) -> None:
