@@ -33,6 +33,19 @@ def test_batcher_seals_buffer_at_flush_rows() -> None:
     assert batcher.buffered_rows == 0
 
 
+def test_batcher_add_many_seals_every_full_buffer_and_keeps_the_rest() -> None:
+    batcher = Batcher(flush_rows=3, flush_seconds=60, writer_id="w1")
+    batcher.add(Zone.RAW, HOUR, "a", HOUR, 0)
+
+    sealed = batcher.add_many(Zone.RAW, HOUR, list("bcdefgh"), HOUR, 0)
+
+    assert [batch.rows for batch in sealed] == [list("abc"), list("def")]
+    assert [batch.key.rsplit("-", 1)[1] for batch in sealed] == ["0.parquet", "1.parquet"]
+    assert batcher.buffered_rows == 2
+    [rest] = batcher.seal_all()
+    assert rest.rows == ["g", "h"]
+
+
 def test_batcher_expired_seals_only_old_buffers() -> None:
     batcher = Batcher(flush_rows=100, flush_seconds=10, writer_id="w1")
     batcher.add(Zone.RAW, HOUR, "old", HOUR, 0)

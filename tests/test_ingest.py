@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from hsl_live.capture import RawMessage
@@ -23,11 +24,11 @@ class FakeLake:
         self.events: list[Event] = []
         self.rejected: list[Rejection] = []
 
-    def add_raw(self, message: RawMessage) -> None:
-        self.raw.append(message)
+    def add_raws(self, messages: Sequence[RawMessage]) -> None:
+        self.raw += messages
 
-    def add_event(self, event: Event) -> None:
-        self.events.append(event)
+    def add_events(self, events: Sequence[Event]) -> None:
+        self.events += events
 
     def add_rejected(self, rejection: Rejection) -> None:
         self.rejected.append(rejection)

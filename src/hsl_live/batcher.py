@@ -100,20 +100,33 @@ class Batcher:
         self, zone: Zone, hour: datetime, row: Any, received_at: datetime, wal_segment: int
     ) -> Batch | None:
         """Buffer one row; return the sealed batch when this row filled its buffer."""
-        buffer = self._buffers.get((zone, hour))
-        if buffer is None:
-            buffer = Buffer(zone, hour, received_at, wal_segment)
-            self._buffers[zone, hour] = buffer
-        rows = buffer.rows
-        rows.append(row)
-        buffer.size += 1
-        self.buffered_rows += 1
+        sealed = self.add_many(zone, hour, [row], received_at, wal_segment)
+        return sealed[0] if sealed else None
 
-        if buffer.size >= self.flush_rows:
-            return self._seal(buffer, FlushReason.ROWS)
-        if len(rows) >= self.chunk_rows and buffer.packing:
-            _pack(buffer)
-        return None
+    def add_many(
+        self, zone: Zone, hour: datetime, rows: list[Any], received_at: datetime, wal_segment: int
+    ) -> list[Batch]:
+        """Buffer rows of one zone and hour; return the batches they filled and sealed.
+
+        `received_at` is when the first of them arrived (a buffer they open is named by it).
+        """
+        sealed: list[Batch] = []
+        start, count = 0, len(rows)
+        while start < count:
+            buffer = self._buffers.get((zone, hour))
+            if buffer is None:
+                buffer = Buffer(zone, hour, received_at, wal_segment)
+                self._buffers[zone, hour] = buffer
+            taken = min(count - start, self.flush_rows - buffer.size)
+            buffer.rows += rows[start : start + taken] if start or taken < count else rows
+            buffer.size += taken
+            self.buffered_rows += taken
+            start += taken
+            if buffer.size >= self.flush_rows:
+                sealed.append(self._seal(buffer, FlushReason.ROWS))
+            elif len(buffer.rows) >= self.chunk_rows and buffer.packing:
+                _pack(buffer)
+        return sealed
 
     def expired(self, now: float | None = None) -> list[Batch]:
         """Seal and return every buffer whose oldest row is `flush_seconds` old."""

@@ -19,9 +19,9 @@ from hsl_live.metrics import counter, gauge, labelled_counter
 class LakeWriter(Protocol):
     """Where every distinct message, event and rejection is written."""
 
-    def add_raw(self, message: RawMessage) -> None: ...
+    def add_raws(self, messages: Sequence[RawMessage]) -> None: ...
 
-    def add_event(self, event: Event) -> None: ...
+    def add_events(self, events: Sequence[Event]) -> None: ...
 
     def add_rejected(self, rejection: Rejection) -> None: ...
 
@@ -86,12 +86,12 @@ class Ingest:
         fresh = self._messages.fresh([(m.topic, m.payload) for m in messages], now)
         stats.duplicate_messages += len(messages) - sum(fresh)
         lake = self.lake
+        if len(fresh) > sum(fresh):
+            messages = [message for message, new in zip(messages, fresh, strict=True) if new]
+        if lake is not None:
+            lake.add_raws(messages)
         events: list[Event] = []
-        for message, new in zip(messages, fresh, strict=True):
-            if not new:
-                continue
-            if lake is not None:
-                lake.add_raw(message)
+        for message in messages:
             result = decode(message.received_at, message.topic, message.payload)
             if isinstance(result, Event):
                 events.append(result)
@@ -102,16 +102,16 @@ class Ingest:
                 lake.add_rejected(result)
 
         fresh = self._events.fresh([event.dedup_key() for event in events], now)
-        stats.duplicate_events += len(events) - sum(fresh)
+        if len(fresh) > sum(fresh):
+            stats.duplicate_events += len(fresh) - sum(fresh)
+            events = [event for event, new in zip(events, fresh, strict=True) if new]
+        if lake is not None:
+            lake.add_events(events)
+        stats.events += len(events)
         live, vehicles, by_type = self.live, self.vehicles, stats.events_by_type
-        for event, new in zip(events, fresh, strict=True):
-            if not new:
-                continue
-            stats.events += 1
+        for event in events:
             by_type[event.event_type] += 1
             vehicles.add(event.unique_vehicle_id)
-            if lake is not None:
-                lake.add_event(event)
             if live is not None:
                 live.apply(event)
 

@@ -10,10 +10,11 @@ shutdown, `drain()` writes every buffer out and gives the spool a last upload pa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,14 @@ class _Cycle:
     spooled: int = 0
 
 
+def _received_hour(row: RawMessage | Rejection) -> datetime:
+    return hour_of(row.received_at)
+
+
+def _event_hour(event: Event) -> datetime:
+    return hour_of(event.tst)
+
+
 class Lake:
     """Raw, processed and rejected zones written as hourly-partitioned Parquet files."""
 
@@ -89,16 +98,25 @@ class Lake:
 
     def add_raw(self, message: RawMessage) -> None:
         """Log and buffer a distinct message; events and rejections of it follow."""
-        self._segment = self.wal.append(message)
-        self._add(Zone.RAW, hour_of(message.received_at), message, message.received_at)
+        self.add_raws([message])
+
+    def add_raws(self, messages: Sequence[RawMessage]) -> None:
+        """Log and buffer distinct messages, in the order received."""
+        if messages:
+            self._segment = self.wal.extend(messages)
+            self._add_runs(Zone.RAW, messages, _received_hour)
 
     def add_event(self, event: Event) -> None:
         """Buffer an event in the hour of its `tst`."""
-        self._add(Zone.PROCESSED, hour_of(event.tst), event, event.received_at)
+        self.add_events([event])
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Buffer events, each in the hour of its `tst`."""
+        self._add_runs(Zone.PROCESSED, events, _event_hour)
 
     def add_rejected(self, rejection: Rejection) -> None:
         """Buffer a rejection in the hour it was received."""
-        self._add(Zone.REJECTED, hour_of(rejection.received_at), rejection, rejection.received_at)
+        self._add_runs(Zone.REJECTED, [rejection], _received_hour)
 
     def recovering(self, source: Source) -> Source:
         """Return a source that first yields what the write-ahead log kept from a crash."""
@@ -167,10 +185,15 @@ class Lake:
         )
         yield gauge("hsl_live_lake_writable", "1 while the sink accepts writes", int(self.writable))
 
-    def _add(self, zone: Zone, hour: datetime, row: Any, received_at: datetime) -> None:
-        batch = self.batcher.add(zone, hour, row, received_at, self._segment)
-        if batch is not None:
-            self._enqueue(batch)
+    def _add_runs(
+        self, zone: Zone, rows: Sequence[Any], hour_key: Callable[[Any], datetime]
+    ) -> None:
+        # Rows of one source batch nearly always share an hour: one run, one call.
+        add_many, segment = self.batcher.add_many, self._segment
+        for hour, run in itertools.groupby(rows, hour_key):
+            group = list(run)
+            for batch in add_many(zone, hour, group, group[0].received_at, segment):
+                self._enqueue(batch)
 
     def _enqueue(self, batch: Batch) -> None:
         self._in_flight[batch.key] = batch.wal_segment

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -54,6 +54,11 @@ class WriteAheadLog:
     def append(self, message: RawMessage) -> int:
         """Buffer a message's capture line; return the segment it belongs to."""
         self._buffer += format_line(message)
+        return self.segment
+
+    def extend(self, messages: Iterable[RawMessage]) -> int:
+        """Buffer the capture lines of messages; return the segment they belong to."""
+        self._buffer += b"".join(map(format_line, messages))
         return self.segment
 
     async def sync(self) -> None:
