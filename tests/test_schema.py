@@ -130,6 +130,20 @@ def test_events_frame_equals_the_row_wise_frame_for_varied_events() -> None:
     assert frame.schema == SCHEMAS[Zone.PROCESSED]
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"VP":{"tst":"1969-12-31T23:59:59.999Z","oday":"1969-12-30"}}',
+        b'{"VP":{"tst":"2024-02-13T16:33:00.5Z","oday":"2024-02-13","lat":60.1}}',
+    ],
+)
+def test_events_frame_of_sparse_events_equals_the_row_wise_frame(payload: bytes) -> None:
+    shared = datetime(2024, 2, 13, 16, 33, 1, 250_000, tzinfo=UTC)
+    events = [_event(shared, TOPIC, payload), _event(shared, TOPIC, SPARSE)]
+
+    assert events_frame(events).equals(_row_wise(events))
+
+
 def test_events_frame_of_no_events_is_empty_with_the_schema() -> None:
     frame = events_frame([])
 
