@@ -72,6 +72,21 @@ async def test_broadcaster_catches_up_a_slow_client_with_latest_states() -> None
     assert slow.cursor == store.seq
 
 
+async def test_broadcaster_shares_one_catch_up_among_clients_behind_at_the_same_point() -> None:
+    store = make_store()
+    broadcaster = make_broadcaster(store)
+    slow = [broadcaster.connect(Filter(), None) for _ in range(3)]
+    for second in range(1, 4):
+        store.apply(make_event(1, at=second))
+        broadcaster.tick()
+
+    chunks = [await broadcaster.next_chunk(client, 1e12) for client in slow]
+
+    assert chunks[0] is not None
+    assert chunks[0] is chunks[1] is chunks[2]
+    assert broadcaster.stats.catch_ups == 1
+
+
 async def test_broadcaster_sends_a_ping_when_quiet() -> None:
     broadcaster = make_broadcaster(make_store())
     client = broadcaster.connect(Filter(), None)

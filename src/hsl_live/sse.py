@@ -117,14 +117,19 @@ class _Group:
 
 
 class _Tick:
-    """The frames of one tick: the changes after `since` up to `seq`, per filter."""
+    """The frames of one tick: the changes after `since` up to `seq`, per filter.
 
-    __slots__ = ("frames", "seq", "since")
+    `catch_ups` holds, per filter and cursor, what clients that had fallen behind to
+    that cursor were sent this tick.
+    """
+
+    __slots__ = ("catch_ups", "frames", "seq", "since")
 
     def __init__(self, since: int, seq: int, frames: dict[Filter, Chunk]) -> None:
         self.since = since
         self.seq = seq
         self.frames = frames
+        self.catch_ups: dict[tuple[Filter, int], Chunk | None] | None = None
 
 
 class Client:
@@ -254,10 +259,17 @@ class Broadcaster:
                 chunk = tick.frames.get(client.group.filter)
             else:
                 # The client fell behind while its socket was slow: send the latest
-                # state of what it missed instead of the ticks in between.
-                self.stats.catch_ups += 1
-                data = self._catch_up(client.group.filter, client.cursor, tick.seq)
-                chunk = Chunk(data) if data else None
+                # state of what it missed instead of the ticks in between. Clients that
+                # fell behind together (the same filter and cursor) share one chunk.
+                key = (client.group.filter, client.cursor)
+                if tick.catch_ups is None:
+                    tick.catch_ups = {}
+                if key in tick.catch_ups:
+                    chunk = tick.catch_ups[key]
+                else:
+                    self.stats.catch_ups += 1
+                    data = self._catch_up(client.group.filter, client.cursor, tick.seq)
+                    chunk = tick.catch_ups[key] = Chunk(data) if data else None
             client.cursor = tick.seq
             if chunk is not None:
                 return chunk
@@ -300,7 +312,8 @@ class Broadcaster:
         yield counter("hsl_live_sse_sent_bytes", "Bytes written to streams", stats.bytes_sent)
         yield counter(
             "hsl_live_sse_catch_ups",
-            "Chunks built for a client that fell behind the ticks",
+            "Catch-up chunks built for streams that fell behind the ticks (shared by those "
+            "behind at the same point)",
             stats.catch_ups,
         )
         yield counter("hsl_live_sse_ticks", "Broadcaster ticks that had changes", stats.ticks)
