@@ -191,3 +191,38 @@ def test_store_state_json_has_the_documented_fields() -> None:
     assert set(encoded[0]) >= REQUIRED
     assert encoded[0]["id"] == "22/1825"
     assert encoded[0]["tst"] == "2024-02-13T16:00:00Z"
+
+
+def test_store_state_takes_each_field_from_its_event_field() -> None:
+    store = make_store()
+    event = make_event(start="08:15", occu=40, drst=True, loc="GPS", stop=1020, acc=0.4, seq=None)
+    store.apply(event)
+
+    [state] = store.states()
+
+    assert msgspec.structs.asdict(state) == {
+        "id": "22/1825",
+        "oper": 22,
+        "veh": 1825,
+        "mode": "bus",
+        "route": "2550",
+        "desi": "550",
+        "dir": 1,
+        "headsign": "Itäkeskus",
+        "start": "08:15",
+        "journey_type": "journey",
+        "lat": 60.17,
+        "lon": 24.94,
+        "hdg": 90,
+        "spd": 8.5,
+        "acc": 0.4,
+        "dl": -30,
+        "occu": 40,
+        "drst": True,
+        "loc": "GPS",
+        "event": "VP",
+        "stop": 1020,
+        "next_stop": "1234567",
+        "tst": event.tst,
+        "seen": state.seen,
+    }

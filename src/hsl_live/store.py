@@ -34,7 +34,7 @@ _CARRIED = (
 )
 
 
-class VehicleState(msgspec.Struct, kw_only=True, gc=False):
+class VehicleState(msgspec.Struct, gc=False):
     """What the map and the API know about one vehicle.
 
     `id` is HSL's `unique_vehicle_id` ("<oper>/<veh>" of the topic); `oper` and `veh`
@@ -238,31 +238,32 @@ def _next_state(event: Event, old: VehicleState | None, now: float) -> VehicleSt
     else:
         lat, lon, hdg = None, None, None
 
+    # Positional, in field order: about three times faster than keywords, once per event.
     state = VehicleState(
-        id=event.unique_vehicle_id,
-        oper=event.owner_operator_id,
-        veh=event.vehicle_number,
-        mode=event.mode,
-        route=event.route_id,
-        desi=event.desi,
-        dir=event.dir if event.dir is not None else event.direction_id,
-        headsign=event.headsign,
-        start=event.start if event.start is not None else event.journey_start_time,
-        journey_type=event.journey_type,
-        lat=lat,
-        lon=lon,
-        hdg=hdg,
-        spd=event.spd,
-        acc=event.acc,
-        dl=event.dl,
-        occu=event.occu,
-        drst=event.drst,
-        loc=event.loc,
-        event=event.event_type,
-        stop=event.stop,
-        next_stop=event.next_stop_id,
-        tst=event.tst,
-        seen=now,
+        event.unique_vehicle_id,  # id
+        event.owner_operator_id,  # oper
+        event.vehicle_number,  # veh
+        event.mode,
+        event.route_id,  # route
+        event.desi,
+        event.dir if event.dir is not None else event.direction_id,  # dir
+        event.headsign,
+        event.start if event.start is not None else event.journey_start_time,  # start
+        event.journey_type,
+        lat,
+        lon,
+        hdg,
+        event.spd,
+        event.acc,
+        event.dl,
+        event.occu,
+        event.drst,
+        event.loc,
+        event.event_type,  # event
+        event.stop,
+        event.next_stop_id,  # next_stop
+        event.tst,
+        now,  # seen
     )
     # A VP is the vehicle's whole state, so a null there means "unknown now". Other events
     # describe one happening and often lack fields, which keep their last known value.
