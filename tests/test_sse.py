@@ -108,6 +108,26 @@ async def test_broadcaster_close_ends_waiting_streams() -> None:
     assert await asyncio.wait_for(waiting, 1) is None
 
 
+def test_broadcaster_shares_one_opening_snapshot_among_clients_of_a_tick() -> None:
+    store = make_store()
+    store.apply(make_event(1))
+    broadcaster = make_broadcaster(store)
+    broadcaster.tick()
+
+    crowd = [broadcaster.connect(Filter(), None) for _ in range(3)]
+    store.apply(make_event(2))
+    broadcaster.tick()
+    later = broadcaster.connect(Filter(), None)
+
+    assert crowd[0].opening is crowd[1].opening is crowd[2].opening
+    assert later.opening is not crowd[0].opening
+    assert broadcaster.stats.encoded["snapshot"] == 2
+    [(event, states)] = decode_frames(later.opening)
+    assert event == "snapshot"
+    assert sorted(s["id"] for s in states) == ["22/1", "22/2"]  # type: ignore[index]
+    assert bytes(later.opening.body).startswith(b"retry: ")  # type: ignore[union-attr]
+
+
 def test_broadcaster_resume_from_a_foreign_id_gets_a_snapshot() -> None:
     store = make_store()
     store.apply(make_event())

@@ -43,6 +43,7 @@ SLICE_BYTES = 64 * 1024
 SUMMARY_SECONDS = 60.0
 
 PING_BYTES = b": ping\n\n"
+RETRY_BYTES = b"retry: %d\n\n" % RETRY_MS
 FAREWELL_BYTES = b": server shutting down\nretry: 5000\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -161,6 +162,9 @@ class Broadcaster:
         self._groups: dict[Filter, _Group] = {}
         self._tick = _Tick(store.seq, store.seq, {})
         self._wake = asyncio.Event()
+        # The opening snapshot per filter at the current tick: a crowd that connects
+        # at once (a restart, a reconnect wave) shares one instead of one each.
+        self._openings: dict[Filter, Chunk] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick until the pipeline stops, then tell every stream to close."""
@@ -197,6 +201,7 @@ class Broadcaster:
             if data:
                 frames[key] = Chunk(data)
         self._tick = _Tick(since, seq, frames)
+        self._openings.clear()
         wake, self._wake = self._wake, asyncio.Event()
         wake.set()
 
@@ -222,11 +227,14 @@ class Broadcaster:
         resume_from = _parse_event_id(last_event_id)
         if resume_from is not None and resume_from <= seq and self.store.covers(resume_from):
             self.stats.resumes += 1
-            opening = self._catch_up(stream_filter, resume_from, seq)
-        else:
-            opening = self._snapshot(stream_filter, seq)
+            missed = self._catch_up(stream_filter, resume_from, seq)
+            return Client(group, seq, Chunk(RETRY_BYTES + missed))
 
-        return Client(group, seq, Chunk(b"retry: %d\n\n" % RETRY_MS + opening))
+        opening = self._openings.get(stream_filter)
+        if opening is None:
+            opening = Chunk(RETRY_BYTES + self._snapshot(stream_filter, seq))
+            self._openings[stream_filter] = opening
+        return Client(group, seq, opening)
 
     def disconnect(self, client: Client) -> None:
         """Forget a stream; its filter's group goes when its last client does."""
