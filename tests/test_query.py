@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -165,6 +167,24 @@ def test_cli_query_without_name_lists_views(capsys: pytest.CaptureFixture[str]) 
 
     assert status == 0
     assert capsys.readouterr().out.split() == list(load_views())
+
+
+def test_cli_query_unknown_format_fails_naming_it(
+    lake: Lake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["query", "--lake-url", str(lake.path), "stop_events", "--format", "xml"])
+
+    assert status == 2
+    assert "--format must be one of table, csv, json, got 'xml'" in capsys.readouterr().err
+
+
+def test_the_serving_commands_do_not_load_duckdb_or_sqlglot() -> None:
+    code = "import sys, hsl_live.cli; print(sorted({'duckdb', 'sqlglot'} & set(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+    assert loaded.strip() == "[]"
 
 
 def test_cli_query_unknown_view_fails_cleanly(

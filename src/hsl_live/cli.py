@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hsl_live import __version__, athena, publish, query, simulate
+from hsl_live import __version__, publish, simulate
 from hsl_live.clock import Clock
 from hsl_live.compact import CompactionReport, Compactor, compact_lake, format_report
 from hsl_live.errors import HslLiveError
@@ -127,12 +127,12 @@ def _parser() -> argparse.ArgumentParser:
     run_query.add_argument(
         "sql", nargs="?", metavar="NAME_OR_SQL", help="a view name, or SQL in Athena's dialect"
     )
-    run_query.add_argument("--format", choices=query.FORMATS, default="table")
+    run_query.add_argument("--format", default="table", help="table, csv or json")
     run_query.add_argument("--limit", type=int, default=None, help="print at most this many rows")
 
     ddl = _command(commands, "athena-ddl", _athena_ddl, "print the Athena tables and views")
     ddl.add_argument("--location", help="the lake on S3, s3://bucket/prefix (default: lake URL)")
-    ddl.add_argument("--database", default=athena.DEFAULT_DATABASE)
+    ddl.add_argument("--database", default=None, help="Glue database (default hsl_live)")
     ddl.add_argument("--start-year", type=int, default=None, help="first projected year")
     ddl.add_argument("--out", type=Path, help="write one NN-name.sql file per statement here")
 
@@ -263,6 +263,12 @@ async def _compact_lake(settings: Settings) -> CompactionReport:
 
 
 def _query(args: argparse.Namespace, settings: Settings) -> int:
+    # DuckDB and sqlglot load only for the commands that use them, not for `run`.
+    from hsl_live import query
+
+    if args.format not in query.FORMATS:
+        choices = ", ".join(query.FORMATS)
+        raise HslLiveError(f"--format must be one of {choices}, got {args.format!r}")
     if args.sql is None:
         print("\n".join(query.load_views()))
         return 0
@@ -280,7 +286,10 @@ def _athena_ddl(args: argparse.Namespace, settings: Settings) -> int:
     location = args.location or (settings.lake_url if settings.is_s3 else None)
     if location is None:
         raise HslLiveError("--location s3://bucket/prefix is required when the lake is local")
-    statements = athena.render_statements(location, args.database, args.start_year)
+    from hsl_live import athena
+
+    database = args.database or athena.DEFAULT_DATABASE
+    statements = athena.render_statements(location, database, args.start_year)
     if args.out is None:
         print("\n".join(sql for _, sql in statements), end="")
         return 0

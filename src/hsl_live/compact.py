@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import polars as pl
 from polars.io.plugins import register_io_source
 
@@ -339,6 +338,9 @@ def _dedup_and_sort(zone: Zone, paths: Sequence[Path], output: Path, memory_mb: 
     The order of the files, then the row number in a file, decides which duplicate is
     first and breaks ties of the sort, as a stable merge of the files in order would.
     """
+    # Imported here: the serving process loads DuckDB only once it has an hour to merge.
+    import duckdb
+
     keys = DEDUP_KEYS[zone]
     key_list = ", ".join(f'"{key}"' for key in keys)
     same_key = " AND ".join(f'p."{key}" IS NOT DISTINCT FROM d."{key}"' for key in keys)
