@@ -11,7 +11,7 @@ import pytest
 from hfp_capture import START, broken_message, feed
 from hsl_live.batcher import Batcher, FlushReason, encode
 from hsl_live.hfp import Event, Rejection, decode
-from hsl_live.schema import SCHEMAS, Zone, hour_of
+from hsl_live.schema import SCHEMAS, Zone, events_frame, hour_of
 
 HOUR = datetime(2024, 2, 13, 16, tzinfo=UTC)
 
@@ -149,6 +149,20 @@ def test_encode_sorts_rows_by_time_column() -> None:
 
     assert frame["tst"].is_sorted()
     assert frame.height == len(events)
+
+
+def test_encode_keeps_arrival_order_among_rows_of_the_same_time() -> None:
+    events = _events(4)[:4]
+    late, early = events[-1].tst, events[0].tst
+    for number, event in enumerate(events):
+        event.tst = early if number % 2 else late
+        event.odo = float(number)
+    packed = events_frame(events[:2])
+
+    frame = pl.read_parquet(io.BytesIO(encode(Zone.PROCESSED, events[2:], [packed])))
+
+    assert late > early
+    assert frame["odo"].to_list() == [1.0, 3.0, 0.0, 2.0]
 
 
 def test_encode_raw_keeps_payload_as_received() -> None:
