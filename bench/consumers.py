@@ -74,7 +74,7 @@ async def run_pipeline(port: int, count: int, directory: Path) -> dict[str, Any]
         "rejected": stats.rejected,
         "duplicates": stats.duplicate_messages + stats.duplicate_events,
         "vehicles": len(pipeline.ingest.vehicles),
-        "lake": _lake_figures(directory / "lake"),
+        "lake": lake_figures(directory / "lake"),
         **_usage(),
     }
 
@@ -91,7 +91,8 @@ async def _stop_after(pipeline: Pipeline, source: MqttSource, count: int) -> Non
     pipeline.request_stop()
 
 
-def _lake_figures(lake: Path) -> dict[str, dict[str, int]]:
+def lake_figures(lake: Path) -> dict[str, dict[str, int]]:
+    """Return the files, rows and bytes of each zone of a local lake."""
     figures: dict[str, dict[str, int]] = {}
     for zone in ("raw", "processed", "rejected"):
         files = sorted((lake / zone).rglob("*.parquet"))

@@ -17,9 +17,11 @@ from typing import Any
 import msgspec
 
 from bench.common import PYTHON, ROOT, TOPIC_FILTER, Figure, broker, cpus, median, mib, stop
+from bench.consumers import lake_figures
 from bench.workload import Workload, load
 
 SETTLE_SECONDS = 1.0
+ZONES = ("raw", "processed", "rejected")
 # Bytes per zone that the last hsl_live round wrote, for the lake benchmark.
 LAST_LAKE_BYTES: dict[str, int] = {}
 TIMEOUT_SECONDS = 300.0
@@ -42,9 +44,20 @@ def run(messages: int, vehicles: int, rounds: int, profile: Path | None = None) 
                     _consumer("pipeline", port, workload, tested, load_core, root / f"c{number}",
                               profile if number == 0 else None)
                 )  # fmt: skip
-    last = samples["hsl_live"][-1]["lake"]
-    LAST_LAKE_BYTES.update({zone: last[zone]["bytes"] for zone in ("raw", "processed", "rejected")})
+        last = samples["hsl_live"][-1]["lake"]
+        LAST_LAKE_BYTES.update({zone: last[zone]["bytes"] for zone in ZONES})
+        compacted = _compact(root / f"c{rounds - 1}")
+        LAST_LAKE_BYTES.update({f"{zone} compacted": compacted[zone]["bytes"] for zone in ZONES})
     return _figures(workload, samples)
+
+
+def _compact(directory: Path) -> dict[str, dict[str, int]]:
+    """Compact a round's lake with `hsl-live compact`; return what each zone holds then."""
+    lake, spool = directory / "lake", directory / "spool"
+    command = [str(ROOT / ".venv" / "bin" / "hsl-live"), "compact",
+               "--lake-url", str(lake), "--spool-dir", str(spool)]  # fmt: skip
+    subprocess.run(command, cwd=directory, check=True, stdout=subprocess.DEVNULL)
+    return lake_figures(lake)
 
 
 def _publisher(port: int, workload: Workload, core: int) -> subprocess.Popen[str]:

@@ -28,17 +28,27 @@ SHIFTED = {Zone.RAW: ("received_at",), Zone.PROCESSED: ("received_at", "tst", "t
 
 
 def size_figures(workload: Workload, zone_bytes: dict[str, int]) -> list[Figure]:
-    """Compare the zones an ingest round wrote with the JSON payloads it received."""
+    """Compare the zones an ingest round wrote, then compacted, with the JSON it received.
+
+    The writer's files live until their hour is compacted; the compacted file is what
+    the lake keeps, so the target applies to it.
+    """
     json_bytes = workload.payload_bytes
-    ratio = json_bytes / max(zone_bytes["processed"], 1)
-    raw_ratio = json_bytes / max(zone_bytes["raw"], 1)
+
+    def ratio(zone: str) -> float:
+        return round(json_bytes / max(zone_bytes[zone], 1), 1)
+
+    kept = ratio("processed compacted")
     return [
         Figure("lake", "JSON payloads received", mib(json_bytes), "MiB"),
-        Figure("lake", "processed Parquet", mib(zone_bytes["processed"]), "MiB"),
-        Figure("lake", "raw Parquet", mib(zone_bytes["raw"]), "MiB"),
-        Figure("lake", "JSON / processed", round(ratio, 1), "x", ">= 15", ratio >= 15),
-        Figure("lake", "JSON / raw zone", round(raw_ratio, 1), "x"),
-    ]
+        Figure("lake", "processed Parquet, as written", mib(zone_bytes["processed"]), "MiB"),
+        Figure("lake", "processed Parquet, compacted", mib(zone_bytes["processed compacted"]),
+               "MiB"),
+        Figure("lake", "JSON / processed, as written", ratio("processed"), "x"),
+        Figure("lake", "JSON / processed, compacted", kept, "x", ">= 15", kept >= 15),
+        Figure("lake", "JSON / raw zone, as written / compacted",
+               f"{ratio('raw')} / {ratio('raw compacted')}", "x"),
+    ]  # fmt: skip
 
 
 def sql_figures(events: int, rounds: int) -> list[Figure]:

@@ -57,6 +57,10 @@ _HOUR = timedelta(hours=1)
 DEFAULT_MEMORY_MB = 256
 # Rows per batch when the sorted rows are re-encoded, and per row group of a merged file.
 BATCH_ROWS = 65_536
+# A compacted hour is written once and kept, so it gets a slower, denser zstd level than
+# the writer's micro-batches (level 3): on the benchmark workload the processed zone goes
+# from 10.9x to 13.9x smaller than its JSON, for about 9 us of CPU per row, once an hour.
+COMPACTED_ZSTD_LEVEL = 15
 
 
 class CompactionError(HslLiveError):
@@ -402,7 +406,13 @@ def _reencode(zone: Zone, source: Path, output: Path, metadata: dict[str, str]) 
             yield (batch if columns is None else batch.select(columns)).collect()
 
     frames = register_io_source(batches, schema=schema)
-    frames.sink_parquet(output, compression="zstd", row_group_size=BATCH_ROWS, metadata=metadata)
+    frames.sink_parquet(
+        output,
+        compression="zstd",
+        compression_level=COMPACTED_ZSTD_LEVEL,
+        row_group_size=BATCH_ROWS,
+        metadata=metadata,
+    )
 
 
 class Compactor:
