@@ -50,11 +50,12 @@ class Topic(msgspec.Struct, gc=False):
     topic_latitude: float | None = None
     topic_longitude: float | None = None
     sid: int | None = None
+    # HSL's vehicle key, "<int oper>/<int veh>". Set once per parsed topic, so every event
+    # of a cached topic shares one string (and its hash) through dedup, store and sets.
+    unique_vehicle_id: str = ""
 
-    @property
-    def unique_vehicle_id(self) -> str:
-        """Return HSL's vehicle key, `"<int oper>/<int veh>"`."""
-        return f"{self.owner_operator_id}/{self.vehicle_number}"
+    def __post_init__(self) -> None:
+        self.unique_vehicle_id = f"{self.owner_operator_id}/{self.vehicle_number}"
 
 
 def parse_topic(topic: str) -> Topic:
