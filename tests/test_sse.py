@@ -53,38 +53,49 @@ async def test_broadcaster_encodes_each_tick_once_per_filter() -> None:
     assert [len(data) for _, data in decode_frames(tram_chunk)] == [1]
 
 
-async def test_broadcaster_catches_up_a_slow_client_with_latest_states() -> None:
+async def test_broadcaster_catches_up_a_client_a_tick_behind_with_latest_states() -> None:
     store = make_store()
     broadcaster = make_broadcaster(store)
-    slow = broadcaster.connect(Filter(), None)
+    slow = [broadcaster.connect(Filter(), None) for _ in range(3)]
+    store.apply(make_event(1, at=1, lat=60.1))
+    store.apply(make_event(2, at=1))
+    broadcaster.tick()
+    store.apply(make_event(1, at=2, lat=60.2))
+    store.apply(make_event(3, at=2))
+    broadcaster.tick()
+
+    chunks = [await broadcaster.next_chunk(client, 1e12) for client in slow]
+
+    assert chunks[0] is chunks[1] is chunks[2]
+    [(event, states)] = decode_frames(chunks[0])
+    assert event == "update"
+    assert sorted((s["id"], s["lat"]) for s in states) == [  # type: ignore[index]
+        ("22/1", 60.2),
+        ("22/2", 60.17),
+        ("22/3", 60.17),
+    ]
+    assert broadcaster.stats.catch_ups == 1
+    assert [client.cursor for client in slow] == [store.seq] * 3
+
+
+async def test_broadcaster_sends_clients_further_behind_one_shared_snapshot() -> None:
+    store = make_store()
+    broadcaster = make_broadcaster(store)
+    slow = [broadcaster.connect(Filter(), None) for _ in range(3)]
     for second in range(1, 6):
         store.apply(make_event(1, at=second, lat=60 + second / 10))
         store.apply(make_event(2, at=second))
         broadcaster.tick()
 
-    chunk = await broadcaster.next_chunk(slow, 1e12)
-
-    assert chunk is not None
-    [(event, states)] = decode_frames(chunk)
-    assert event == "update"
-    assert [(s["id"], s["lat"]) for s in states] == [("22/2", 60.17), ("22/1", 60.5)]  # type: ignore[index]
-    assert broadcaster.stats.catch_ups == 1
-    assert slow.cursor == store.seq
-
-
-async def test_broadcaster_shares_one_catch_up_among_clients_behind_at_the_same_point() -> None:
-    store = make_store()
-    broadcaster = make_broadcaster(store)
-    slow = [broadcaster.connect(Filter(), None) for _ in range(3)]
-    for second in range(1, 4):
-        store.apply(make_event(1, at=second))
-        broadcaster.tick()
-
     chunks = [await broadcaster.next_chunk(client, 1e12) for client in slow]
+    newcomer = broadcaster.connect(Filter(), None)
 
-    assert chunks[0] is not None
-    assert chunks[0] is chunks[1] is chunks[2]
-    assert broadcaster.stats.catch_ups == 1
+    assert chunks[0] is chunks[1] is chunks[2] is newcomer.opening
+    [(event, states)] = decode_frames(chunks[0])
+    assert event == "snapshot"
+    assert sorted((s["id"], s["lat"]) for s in states) == [("22/1", 60.5), ("22/2", 60.17)]  # type: ignore[index]
+    assert (broadcaster.stats.resnapshots, broadcaster.stats.catch_ups) == (3, 0)
+    assert slow[0].cursor == store.seq
 
 
 async def test_broadcaster_sends_a_ping_when_quiet() -> None:

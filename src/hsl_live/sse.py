@@ -2,11 +2,12 @@
 
 Each tick the broadcaster encodes one frame per distinct filter and every client with
 that filter sends the same bytes. Nothing is queued per client: a client remembers
-the last change number it was sent. One that kept up gets the shared frame; one that
-fell behind (its socket was slow) is caught up from the store's change ring with the
-latest state of each vehicle it missed, so a slow client costs one frame of memory,
-never a backlog. A client whose socket accepts nothing for `client_timeout_seconds`
-is disconnected.
+the last change number it was sent. One that kept up gets the shared frame; one a
+tick behind (its socket was slow) gets the latest state of each vehicle it missed,
+from the store's change ring; one further behind gets the current snapshot. Clients
+at the same point share those chunks too, so slow clients cost a few frames of memory
+per filter, never a backlog each. A client whose socket accepts nothing for
+`client_timeout_seconds` is disconnected.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class SseStats(msgspec.Struct):
     snapshots: int = 0
     resumes: int = 0
     catch_ups: int = 0
+    resnapshots: int = 0
     ticks: int = 0
     tick_seconds: float = 0.0
     chunks_sent: int = 0
@@ -120,17 +122,18 @@ class _Group:
 class _Tick:
     """The frames of one tick: the changes after `since` up to `seq`, per filter.
 
-    `catch_ups` holds, per filter and cursor, what clients that had fallen behind to
-    that cursor were sent this tick.
+    `previous` is where the tick before began: a client there missed one tick, and
+    `catch_ups` holds, per filter, what those clients were sent this tick.
     """
 
-    __slots__ = ("catch_ups", "frames", "seq", "since")
+    __slots__ = ("catch_ups", "frames", "previous", "seq", "since")
 
-    def __init__(self, since: int, seq: int, frames: dict[Filter, Chunk]) -> None:
+    def __init__(self, previous: int, since: int, seq: int, frames: dict[Filter, Chunk]) -> None:
+        self.previous = previous
         self.since = since
         self.seq = seq
         self.frames = frames
-        self.catch_ups: dict[tuple[Filter, int], Chunk | None] | None = None
+        self.catch_ups: dict[Filter, Chunk | None] = {}
 
 
 class Client:
@@ -160,7 +163,7 @@ class Broadcaster:
         self.closing = False
         self.clients = 0
         self._groups: dict[Filter, _Group] = {}
-        self._tick = _Tick(store.seq, store.seq, {})
+        self._tick = _Tick(store.seq, store.seq, store.seq, {})
         self._wake = asyncio.Event()
         # The opening snapshot per filter at the current tick: a crowd that connects
         # at once (a restart, a reconnect wave) shares one instead of one each.
@@ -200,7 +203,7 @@ class Broadcaster:
             data = self._group_frames(group, changed, seq)
             if data:
                 frames[key] = Chunk(data)
-        self._tick = _Tick(since, seq, frames)
+        self._tick = _Tick(self._tick.since, since, seq, frames)
         self._openings.clear()
         wake, self._wake = self._wake, asyncio.Event()
         wake.set()
@@ -230,11 +233,7 @@ class Broadcaster:
             missed = self._catch_up(stream_filter, resume_from, seq)
             return Client(group, seq, Chunk(RETRY_BYTES + missed))
 
-        opening = self._openings.get(stream_filter)
-        if opening is None:
-            opening = Chunk(RETRY_BYTES + self._snapshot(stream_filter, seq))
-            self._openings[stream_filter] = opening
-        return Client(group, seq, opening)
+        return Client(group, seq, self._opening(stream_filter))
 
     def disconnect(self, client: Client) -> None:
         """Forget a stream; its filter's group goes when its last client does."""
@@ -263,21 +262,23 @@ class Broadcaster:
                 continue
 
             chunk: Chunk | None
+            stream_filter = client.group.filter
             if tick.since == client.cursor:
-                chunk = tick.frames.get(client.group.filter)
-            else:
-                # The client fell behind while its socket was slow: send the latest
-                # state of what it missed instead of the ticks in between. Clients that
-                # fell behind together (the same filter and cursor) share one chunk.
-                key = (client.group.filter, client.cursor)
-                if tick.catch_ups is None:
-                    tick.catch_ups = {}
-                if key in tick.catch_ups:
-                    chunk = tick.catch_ups[key]
+                chunk = tick.frames.get(stream_filter)
+            elif tick.previous == client.cursor:
+                # A tick behind (its socket was slow): the latest state of what it
+                # missed, shared by every client of the filter that is there too.
+                if stream_filter in tick.catch_ups:
+                    chunk = tick.catch_ups[stream_filter]
                 else:
                     self.stats.catch_ups += 1
-                    data = self._catch_up(client.group.filter, client.cursor, tick.seq)
-                    chunk = tick.catch_ups[key] = Chunk(data) if data else None
+                    data = self._catch_up(stream_filter, client.cursor, tick.seq)
+                    chunk = tick.catch_ups[stream_filter] = Chunk(data) if data else None
+            else:
+                # Further behind, nearly every vehicle changed since: the current
+                # snapshot, the same chunk new clients of this tick get.
+                self.stats.resnapshots += 1
+                chunk = self._opening(stream_filter)
             client.cursor = tick.seq
             if chunk is not None:
                 return chunk
@@ -320,9 +321,13 @@ class Broadcaster:
         yield counter("hsl_live_sse_sent_bytes", "Bytes written to streams", stats.bytes_sent)
         yield counter(
             "hsl_live_sse_catch_ups",
-            "Catch-up chunks built for streams that fell behind the ticks (shared by those "
-            "behind at the same point)",
+            "Catch-up chunks built for streams a tick behind (shared by those of a filter)",
             stats.catch_ups,
+        )
+        yield counter(
+            "hsl_live_sse_resnapshots",
+            "Snapshots sent to streams more than a tick behind, instead of what they missed",
+            stats.resnapshots,
         )
         yield counter("hsl_live_sse_ticks", "Broadcaster ticks that had changes", stats.ticks)
         yield counter(
@@ -375,6 +380,14 @@ class Broadcaster:
             chunk += frame("update", seq, _encode(updates))
         return chunk
 
+    def _opening(self, stream_filter: Filter) -> Chunk:
+        """Return the snapshot chunk of the current tick for a filter, built once."""
+        opening = self._openings.get(stream_filter)
+        if opening is None:
+            opening = Chunk(RETRY_BYTES + self._snapshot(stream_filter, self._tick.seq))
+            self._openings[stream_filter] = opening
+        return opening
+
     def _snapshot(self, stream_filter: Filter, seq: int) -> bytes:
         self.stats.snapshots += 1
         self.stats.encoded["snapshot"] += 1
@@ -385,12 +398,13 @@ class Broadcaster:
         stats = self.stats
         logger.info(
             "live view: %d vehicles, %d streams, %d filters; %d chunks sent, "
-            "%d catch-ups, %d slow disconnects since start",
+            "%d catch-ups, %d snapshots to streams behind, %d slow disconnects since start",
             len(self.store),
             self.clients,
             len(self._groups),
             stats.chunks_sent,
             stats.catch_ups,
+            stats.resnapshots,
             stats.slow_disconnects,
         )
 
