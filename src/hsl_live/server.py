@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Generator, Iterable
 
 import uvicorn
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,7 +16,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from hsl_live.api import create_app
 from hsl_live.errors import HslLiveError
 from hsl_live.pipeline import Pipeline
-from hsl_live.sse import ABORT_EXTENSION, SLICE_BYTES, WRITE_EXTENSION, Broadcaster
+from hsl_live.sse import ABORT_EXTENSION, WRITE_EXTENSION, Broadcaster
 from hsl_live.store import VehicleStore
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class WebServer:
         connections.add_metric([], len(self._connections))
         yield connections
         pending = GaugeMetricFamily(
-            "hsl_live_http_pending_bytes", "Bytes waiting in connections' write buffers"
+            "hsl_live_http_pending_bytes", "Bytes copied into connections' write buffers, unsent"
         )
         pending.add_metric([], self.pending_bytes())
         yield pending
@@ -143,9 +143,14 @@ class WebServer:
             if connection is not None:
                 extensions = scope.setdefault("extensions", {}) or {}
                 extensions[ABORT_EXTENSION] = connection.transport.abort
-                if scope.get("http_version") == "1.1" and scope.get("method") == "GET":
-                    extensions[WRITE_EXTENSION] = _chunk_writer(connection)
                 scope["extensions"] = extensions
+                if scope.get("http_version") == "1.1" and scope.get("method") == "GET":
+                    writer = extensions[WRITE_EXTENSION] = _ChunkWriter(connection)
+                    try:
+                        await app(scope, receive, send)
+                    finally:
+                        writer.close()
+                    return
             await app(scope, receive, send)
 
         return with_abort
@@ -173,26 +178,44 @@ def _protocol_class(connections: dict[Peer, H11Protocol]) -> type[H11Protocol]:
     return Protocol
 
 
-def _chunk_writer(connection: H11Protocol) -> Callable[[bytes], Awaitable[None]]:
-    """Return a writer of bytes already framed as HTTP/1.1 chunks, straight to the socket.
+class _ChunkWriter:
+    """Writes bytes already framed as HTTP/1.1 chunks straight to a connection's socket.
 
     Going through ASGI, h11 joins every body piece with its chunk header: a copy of each
-    frame per client. The event stream frames a tick's bytes once and every client's
-    socket takes that same buffer, in slices, waiting for the socket to drain between
-    them, so a slow client holds at most about one slice.
+    frame per client. And asyncio's transport copies whatever the kernel does not take at
+    once into its own buffer: a slow client would hold a private copy of most of a frame.
+    Here every client's socket sends from the one buffer the tick encoded, through a
+    duplicate of the connection's socket (asyncio sends from a view of the caller's
+    bytes there), so a slow client holds a reference to shared bytes, never a copy.
     """
-    transport, flow = connection.transport, connection.flow
 
-    async def write(data: bytes) -> None:
-        view = memoryview(data)
-        for start in range(0, len(view), SLICE_BYTES):
-            if flow.write_paused:
-                await flow.drain()
-            if transport.is_closing():
-                return
-            transport.write(view[start : start + SLICE_BYTES])
+    def __init__(self, connection: H11Protocol) -> None:
+        self.transport, self.flow = connection.transport, connection.flow
+        self._socket: socket.socket | None = None
 
-    return write
+    async def __call__(self, data: bytes) -> None:
+        transport = self.transport
+        if self.flow.write_paused:
+            await self.flow.drain()
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size():
+            # The response head is still queued there; keep the bytes in order.
+            transport.write(data)
+            return
+        if self._socket is None:
+            self._socket = transport.get_extra_info("socket").dup()
+        try:
+            await asyncio.get_running_loop().sock_sendall(self._socket, data)
+        except OSError:
+            # The peer is gone; the transport reports the disconnect to the stream.
+            transport.abort()
+
+    def close(self) -> None:
+        """Close the duplicate socket (the connection stays open through the transport)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 def _listen(host: str, port: int) -> socket.socket:

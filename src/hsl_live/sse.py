@@ -39,7 +39,8 @@ ABORT_EXTENSION = "hsl_live.abort"
 WRITE_EXTENSION = "hsl_live.write_chunked"
 RETRY_MS = 3000
 CLOSE_TIMEOUT_SECONDS = 1.0
-# The most a stream hands its socket at once: a slow client holds about this much.
+# The most a stream hands an ASGI server's send at once, where it cannot write to the
+# socket itself: a slow client holds about this much.
 SLICE_BYTES = 64 * 1024
 SUMMARY_SECONDS = 60.0
 
