@@ -192,6 +192,8 @@ class _ChunkWriter:
     def __init__(self, connection: H11Protocol) -> None:
         self.transport, self.flow = connection.transport, connection.flow
         self._socket: socket.socket | None = None
+        # Under TLS the socket carries ciphertext: only the transport may write to it.
+        self._direct = connection.transport.get_extra_info("sslcontext") is None
 
     async def __call__(self, data: bytes) -> None:
         transport = self.transport
@@ -199,8 +201,8 @@ class _ChunkWriter:
             await self.flow.drain()
         if transport.is_closing():
             return
-        if transport.get_write_buffer_size():
-            # The response head is still queued there; keep the bytes in order.
+        if transport.get_write_buffer_size() or not self._direct:
+            # The response head may still be queued there; keep the bytes in order.
             transport.write(data)
             return
         if self._socket is None:
