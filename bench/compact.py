@@ -3,8 +3,9 @@
 Measured on 2 cores (60 parts, about 1 % duplicates and 1 % late rows), peak VmHWM:
 before (whole hour in Polars)        1M rows:  2.2 s, 1,255 MiB;  5M:  22 s, 3,804 MiB.
 after (DuckDB, compact_memory_mb 256) 1M rows: 12.1 s,   405 MiB;  5M: 110 s,   432 MiB.
-zstd 15, 262,144-row groups (2026-12-04) 1M rows: 10.5 s, 479 MiB (+401), 33.8 MiB written
-(8.1 s, 419 MiB and 36.3 MiB at level 15 with 65,536-row groups).
+zstd 15, 262,144-row groups (2026-12-04) 1M rows: 10.5 s, 479 MiB (+401), 33.8 MiB written;
+5M: 115 s, 561 MiB (+483). At level 15 with 65,536-row groups, 1M rows took 8.1 s, 419 MiB,
+and wrote 36.3 MiB.
 
 Each measurement runs in a fresh Python process, so the peak resident set size it reports
 (`VmHWM`) belongs to that compaction alone; `extra` is that peak minus the process's
