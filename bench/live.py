@@ -77,8 +77,9 @@ def measure(vehicles: int, clients: int, seconds: float, rss_every: float = 0.0)
                 time.sleep(min(5.0, seconds / 4))  # clients connected and past their snapshots
                 before, metrics_before = process_usage(server.pid), _metrics(port)
                 began = time.monotonic()
-                rss = _sample_rss(server.pid, clients_process, rss_every)
-                out, _ = clients_process.communicate(timeout=seconds + 120)
+                deadline = time.monotonic() + seconds + 120
+                rss = _sample_rss(server.pid, clients_process, rss_every, deadline)
+                out, _ = clients_process.communicate(timeout=max(1.0, deadline - time.monotonic()))
                 elapsed = time.monotonic() - began
                 after, metrics_after = process_usage(server.pid), _metrics(port)
             finally:
@@ -114,9 +115,11 @@ def measure(vehicles: int, clients: int, seconds: float, rss_every: float = 0.0)
     }
 
 
-def _sample_rss(pid: int, until_done: subprocess.Popen[str], every: float) -> list[int]:
+def _sample_rss(
+    pid: int, until_done: subprocess.Popen[str], every: float, deadline: float
+) -> list[int]:
     samples: list[int] = []
-    while every > 0 and until_done.poll() is None:
+    while every > 0 and until_done.poll() is None and time.monotonic() < deadline:
         samples.append(process_usage(pid).rss_bytes)
         time.sleep(every)
     return samples
