@@ -176,10 +176,7 @@ async def test_server_stream_to_a_reset_peer_ends_and_frees_its_slot() -> None:
         # Closing with linger 0 resets the connection under the pending send.
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         stalled.close()
-        for _ in range(100):
-            if not server.broadcaster.clients:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: not server.broadcaster.clients, 5.0)
 
         assert (streams, server.broadcaster.clients) == (1, 0)
         assert server.web.pending_bytes() == 0

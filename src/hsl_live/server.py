@@ -140,18 +140,18 @@ class WebServer:
 
         async def with_abort(scope: Scope, receive: Receive, send: Send) -> None:
             connection = connections.get(scope.get("client") or ("", 0))
+            writer = None
             if connection is not None:
                 extensions = scope.setdefault("extensions", {}) or {}
                 extensions[ABORT_EXTENSION] = connection.transport.abort
-                scope["extensions"] = extensions
                 if scope.get("http_version") == "1.1" and scope.get("method") == "GET":
                     writer = extensions[WRITE_EXTENSION] = _ChunkWriter(connection)
-                    try:
-                        await app(scope, receive, send)
-                    finally:
-                        writer.close()
-                    return
-            await app(scope, receive, send)
+                scope["extensions"] = extensions
+            try:
+                await app(scope, receive, send)
+            finally:
+                if writer is not None:
+                    writer.close()
 
         return with_abort
 
