@@ -15,6 +15,7 @@ from hsl_live.capture import (
     CaptureWriter,
     RawMessage,
     format_line,
+    format_lines,
     parse_line,
     read_capture,
 )
@@ -114,6 +115,29 @@ def test_format_line_line_breaks_stay_on_one_line() -> None:
     parsed = parse_line(line)
     assert parsed is not None
     assert parsed.payload == pretty.replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload"),
+    [
+        (TOPIC, PAYLOAD),
+        (TOPIC, b'{\n  "VP": {\r\n    "tst": "2024-02-13T16:32:59Z"\n  }\n}'),
+        ("/hfp/v2/a\rb", PAYLOAD),
+    ],
+    ids=["plain", "payload-line-breaks", "topic-line-break"],
+)
+def test_format_lines_writes_what_format_line_writes_for_each(topic: str, payload: bytes) -> None:
+    # Two socket reads (two stamp objects), a naive time, and one odd message among plain ones.
+    later = RECEIVED + timedelta(seconds=1)
+    batch = [
+        MESSAGE,
+        RawMessage(RECEIVED, topic, payload),
+        RawMessage(later, TOPIC, PAYLOAD),
+        RawMessage(later.replace(tzinfo=None), TOPIC, PAYLOAD),
+    ]
+
+    assert format_lines(batch) == b"".join(map(format_line, batch))
+    assert format_lines([]) == b""
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])

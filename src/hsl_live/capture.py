@@ -10,7 +10,7 @@ import gzip
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -59,6 +59,31 @@ def format_line(message: RawMessage) -> bytes:
         topic = topic.replace(b"\r", b" ").replace(b"\n", b" ")
 
     return b"%s %s %s\n" % (stamp, topic, payload)
+
+
+def format_lines(messages: Sequence[RawMessage]) -> bytes:
+    """Return the capture lines of messages, as `format_line` writes each, in one pass.
+
+    About half the cost of a `format_line` per message: the check for line breaks runs
+    once over all payloads and topics, and only a batch that has one takes that path.
+    """
+    topics = [message.topic.encode() for message in messages]
+    if _has_line_break(b"".join(topics)) or _has_line_break(b"".join(m.payload for m in messages)):
+        return b"".join(map(format_line, messages))
+    parts: list[bytes] = []
+    space, newline = b" ", b"\n"
+    last: datetime | None = None
+    stamp = b""
+    for message, topic in zip(messages, topics, strict=True):
+        if message.received_at is not last:
+            last = message.received_at
+            stamp = _stamp(last)
+        parts += (stamp, space, topic, space, message.payload, newline)
+    return b"".join(parts)
+
+
+def _has_line_break(data: bytes) -> bool:
+    return b"\n" in data or b"\r" in data
 
 
 # The source stamps every message of one socket read with the same datetime object, so

@@ -13,11 +13,11 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from hsl_live.capture import CaptureStats, RawMessage, format_line, parse_line
+from hsl_live.capture import CaptureStats, RawMessage, format_line, format_lines, parse_line
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ class WriteAheadLog:
         self._buffer += format_line(message)
         return self.segment
 
-    def extend(self, messages: Iterable[RawMessage]) -> int:
+    def extend(self, messages: Sequence[RawMessage]) -> int:
         """Buffer the capture lines of messages; return the segment they belong to."""
-        self._buffer += b"".join(map(format_line, messages))
+        self._buffer += format_lines(messages)
         return self.segment
 
     async def sync(self) -> None:
