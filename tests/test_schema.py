@@ -175,3 +175,8 @@ def test_raw_and_rejected_frames_equal_the_row_wise_frames() -> None:
     assert rejected_frame(rejections).equals(
         pl.DataFrame(rejected_rows, schema=SCHEMAS[Zone.REJECTED], orient="row")
     )
+    # Without the row that is not UTF-8, the payload column is checked whole, not row by row.
+    utf8 = [messages[0], messages[2]]
+    assert raw_frame(utf8).equals(
+        pl.DataFrame([raw_rows[0], raw_rows[2]], schema=SCHEMAS[Zone.RAW], orient="row")
+    )

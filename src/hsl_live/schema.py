@@ -175,7 +175,7 @@ def raw_frame(messages: Iterable[RawMessage]) -> pl.DataFrame:
     series = [
         _column("received_at", [m.received_at for m in messages], Timestamp),
         pl.Series("topic", [m.topic for m in messages], pl.String()),
-        pl.Series("payload", [payload_text(m.payload) for m in messages], pl.String()),
+        _payload_column([m.payload for m in messages]),
     ]
 
     return pl.DataFrame(series)
@@ -187,7 +187,7 @@ def rejected_frame(rejections: Iterable[Rejection]) -> pl.DataFrame:
     series = [
         _column("received_at", [r.received_at for r in rejections], Timestamp),
         pl.Series("topic", [r.topic for r in rejections], pl.String()),
-        pl.Series("payload", [payload_text(r.payload) for r in rejections], pl.String()),
+        _payload_column([r.payload for r in rejections]),
         pl.Series("reason", [r.reason for r in rejections], pl.String()),
         pl.Series("detail", [r.detail for r in rejections], pl.String()),
     ]
@@ -198,6 +198,15 @@ def rejected_frame(rejections: Iterable[Rejection]) -> pl.DataFrame:
 _PROCESSED = SCHEMAS[Zone.PROCESSED]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
+
+
+def _payload_column(payloads: list[bytes]) -> pl.Series:
+    # Polars checks a whole column of UTF-8 at once; only a column holding bytes that are
+    # not UTF-8 is decoded a payload at a time, with escapes.
+    try:
+        return pl.Series("payload", payloads, pl.Binary()).cast(pl.String())
+    except pl.exceptions.ComputeError:
+        return pl.Series("payload", [payload_text(p) for p in payloads], pl.String())
 
 
 def _transpose(events: Sequence[Event]) -> list[tuple[Any, ...]]:
