@@ -38,8 +38,8 @@ class FakeLive:
     def __init__(self) -> None:
         self.applied: list[Event] = []
 
-    def apply(self, event: Event) -> None:
-        self.applied.append(event)
+    def apply_many(self, events: Sequence[Event]) -> None:
+        self.applied += events
 
 
 def message(topic: str = TOPIC, payload: bytes = PAYLOAD, seconds: float = 0.0) -> RawMessage:

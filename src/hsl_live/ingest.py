@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Protocol
 
 import msgspec
@@ -29,7 +30,13 @@ class LakeWriter(Protocol):
 class LiveView(Protocol):
     """What keeps the latest state of each vehicle."""
 
-    def apply(self, event: Event) -> None: ...
+    def apply_many(self, events: Sequence[Event]) -> None:
+        """Take distinct events in, in the order received."""
+        ...
+
+
+_EVENT_TYPE = attrgetter("event_type")
+_VEHICLE = attrgetter("unique_vehicle_id")
 
 
 class IngestStats(msgspec.Struct):
@@ -108,12 +115,10 @@ class Ingest:
         if lake is not None:
             lake.add_events(events)
         stats.events += len(events)
-        live, vehicles, by_type = self.live, self.vehicles, stats.events_by_type
-        for event in events:
-            by_type[event.event_type] += 1
-            vehicles.add(event.unique_vehicle_id)
-            if live is not None:
-                live.apply(event)
+        stats.events_by_type.update(map(_EVENT_TYPE, events))
+        self.vehicles.update(map(_VEHICLE, events))
+        if self.live is not None:
+            self.live.apply_many(events)
 
     def collect(self) -> Iterable[Metric]:
         """Yield the ingest counters for /metrics."""

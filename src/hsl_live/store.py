@@ -116,30 +116,51 @@ class VehicleStore:
 
     def apply(self, event: Event) -> None:
         """Take one decoded event into the live view, unless it is older than what we have."""
-        stats = self.stats
-        # The map shows a train once, as digitransit does: metro sends one message per car.
-        if event.seq is not None and event.seq != 1:
-            stats.other_cars += 1
-            return
-        if not event.is_ongoing:
-            stats.not_ongoing += 1
-            return
-        vehicle_id = event.unique_vehicle_id
-        old = self._states.get(vehicle_id)
-        # Vehicles replay buffered messages out of order, so only a newer tst replaces a state.
-        if old is not None and not _is_newer(event, old):
-            stats.out_of_order += 1
-            return
+        self.apply_many((event,))
 
+    def apply_many(self, events: Iterable[Event]) -> None:
+        """Take events into the live view in order, each unless it is older than what we have.
+
+        One pass with the store's parts bound once: this runs for every event of the feed.
+        """
+        stats, states, seen, trails, ring = (
+            self.stats, self._states, self._seen, self._trails, self._ring
+        )  # fmt: skip
+        move_to_end, ring_append = seen.move_to_end, ring.append
         now = self.clock.now()
-        state = _next_state(event, old, now)
-        self._states[vehicle_id] = state
-        self._seen[vehicle_id] = now
-        self._seen.move_to_end(vehicle_id)
-        if event.lat is not None and event.long is not None:
-            self._add_trail_point(vehicle_id, TrailPoint(event.tst, event.lat, event.long))
-        stats.applied += 1
-        self._record(vehicle_id)
+        applied = 0
+        for event in events:
+            # The map shows a train once, as digitransit does: metro sends one message per car.
+            if event.seq is not None and event.seq != 1:
+                stats.other_cars += 1
+                continue
+            if not event.is_ongoing:
+                stats.not_ongoing += 1
+                continue
+            vehicle_id = event.unique_vehicle_id
+            old = states.get(vehicle_id)
+            # Vehicles replay buffered messages out of order, so only a newer tst replaces a
+            # state. A stop event may share its instant with a VP; the same event type at the
+            # same instant is a repeat.
+            if old is not None and not (
+                event.tst > old.tst or (event.tst == old.tst and event.event_type != old.event)
+            ):
+                stats.out_of_order += 1
+                continue
+
+            states[vehicle_id] = _next_state(event, old, now)
+            seen[vehicle_id] = now
+            move_to_end(vehicle_id)
+            lat, lon = event.lat, event.long
+            if lat is not None and lon is not None:
+                trail = trails.get(vehicle_id)
+                if trail is None:
+                    trail = trails[vehicle_id] = deque(maxlen=self._trail_points)
+                trail.append(TrailPoint(event.tst, lat, lon))
+            ring_append(vehicle_id)
+            applied += 1
+        stats.applied += applied
+        self.seq += applied
 
     def expire(self, now: float) -> list[str]:
         """Remove vehicles silent for `stale_seconds` of pipeline time; return their ids."""
@@ -214,18 +235,6 @@ class VehicleStore:
     def _record(self, vehicle_id: str) -> None:
         self.seq += 1
         self._ring.append(vehicle_id)
-
-    def _add_trail_point(self, vehicle_id: str, point: TrailPoint) -> None:
-        trail = self._trails.get(vehicle_id)
-        if trail is None:
-            trail = self._trails[vehicle_id] = deque(maxlen=self._trail_points)
-        trail.append(point)
-
-
-def _is_newer(event: Event, old: VehicleState) -> bool:
-    # A stop event may share its instant with a VP; the same event type at the same instant
-    # is a repeat.
-    return event.tst > old.tst or (event.tst == old.tst and event.event_type != old.event)
 
 
 def _next_state(event: Event, old: VehicleState | None, now: float) -> VehicleState:
