@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 
 import polars as pl
@@ -100,9 +101,11 @@ def build_lake(events: int) -> tuple[Path, float]:
 def _template(workload: Workload) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     messages: list[RawMessage] = []
     base = datetime.fromtimestamp(START, UTC)
-    PacketSplitter(lambda t, p: messages.append(RawMessage(base, t, p)), lambda _: None).feed(
-        Path(workload.path).read_bytes()
-    )
+
+    def accept(topics: list[str], payloads: list[bytes]) -> None:
+        messages.extend(map(RawMessage, repeat(base), topics, payloads))
+
+    PacketSplitter(accept, lambda _: None).feed(Path(workload.path).read_bytes())
     events: list[Event] = []
     rejections: list[Rejection] = []
     for message in messages:

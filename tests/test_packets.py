@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -23,21 +24,33 @@ def publish_packet(topic: str, body: bytes, flags: int = 0) -> bytes:
     return bytes([0x30 | flags]) + bytes(length) + rest
 
 
+def collect(received: list[tuple[str, bytes]]) -> Callable[[list[str], list[bytes]], None]:
+    def accept(topics: list[str], bodies: list[bytes]) -> None:
+        received.extend(zip(topics, bodies, strict=True))
+
+    return accept
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 100_000])
 def test_packet_splitter_reassembles_cut_stream(chunk: int) -> None:
-    sent = [(TOPIC, payload(index) * (index % 3 + 1) * 40) for index in range(20)]
+    # Packets whose remaining lengths take one, two and three bytes.
+    shapes = [("a/b", b"{}"), (TOPIC, payload(0)), (TOPIC, payload(1) * 40)]
+    shapes.append((TOPIC, payload(2) * 200))
+    sent = [(topic, body * (index % 3 + 1)) for index, (topic, body) in enumerate(shapes * 5)]
     control = bytes([0x90, 3, 0, 1, 0])  # a SUBACK between the publishes
     stream = b"".join(publish_packet(topic, body) for topic, body in sent[:10])
     stream += control + b"".join(publish_packet(topic, body, 0x01) for topic, body in sent[10:])
     received: list[tuple[str, bytes]] = []
     others: list[bytes] = []
-    splitter = PacketSplitter(lambda topic, body: received.append((topic, body)), others.append)
+    splitter = PacketSplitter(collect(received), others.append)
 
     for offset in range(0, len(stream), chunk):
         splitter.feed(stream[offset : offset + chunk])
 
     assert received == sent
     assert others == [control]
+    length_bytes = {len(publish_packet(t, b)) - len(b) - len(t.encode()) - 3 for t, b in sent}
+    assert length_bytes == {1, 2, 3}
 
 
 def test_packet_splitter_hands_qos1_publish_to_paho() -> None:
@@ -45,6 +58,6 @@ def test_packet_splitter_hands_qos1_publish_to_paho() -> None:
     received: list[tuple[str, bytes]] = []
     others: list[bytes] = []
 
-    PacketSplitter(lambda topic, body: received.append((topic, body)), others.append).feed(packet)
+    PacketSplitter(collect(received), others.append).feed(packet)
 
     assert (received, others) == ([], [packet])

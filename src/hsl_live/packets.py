@@ -2,8 +2,9 @@
 
 aiomqtt's own message iterator costs a task, a queue hand-off and two wrapper objects per
 message, and paho reads each packet with three or four `recv` calls; at the full HSL feed
-that is most of a core. Here the socket is read in large chunks and each QoS 0 PUBLISH is
-handed over as (topic, payload) directly; every other packet still goes to paho.
+that is most of a core. Here the socket is read in large chunks and the QoS 0 PUBLISH
+packets of each chunk are handed over at once as topics and payloads; every other packet
+still goes to paho.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class FastReader:
     def __init__(
         self,
         client: aiomqtt.Client,
-        accept: Callable[[str, bytes], None],
+        accept: Callable[[list[str], list[bytes]], None],
         on_message: Callable[[paho.Client, Any, paho.MQTTMessage], None],
         on_turn: Callable[[], None],
         full: Callable[[], bool],
@@ -118,10 +119,15 @@ class FastReader:
 class PacketSplitter:
     """Cut a byte stream into MQTT 3.1.1 packets: QoS 0 PUBLISH to `accept`, others to `other`.
 
+    `accept` takes the topics and payloads of one `feed()` at once, in stream order.
     Packets may arrive cut anywhere; an incomplete tail waits for the next `feed()`.
     """
 
-    def __init__(self, accept: Callable[[str, bytes], None], other: Callable[[bytes], None]):
+    def __init__(
+        self,
+        accept: Callable[[list[str], list[bytes]], None],
+        other: Callable[[bytes], None],
+    ) -> None:
         self.accept = accept
         self.other = other
         self._rest = b""
@@ -129,31 +135,45 @@ class PacketSplitter:
     def feed(self, data: bytes) -> None:
         """Consume received bytes, delivering every packet they complete."""
         buf = self._rest + data if self._rest else data
-        size, pos, accept = len(buf), 0, self.accept
+        size, pos = len(buf), 0
+        topics: list[str] = []
+        payloads: list[bytes] = []
         while size - pos >= 2:
-            length, multiplier, index = 0, 1, pos + 1
-            while index < size and buf[index] & 0x80:
-                length += (buf[index] & 0x7F) * multiplier
-                multiplier *= 128
-                index += 1
-            if index >= size:
-                break
-            length += buf[index] * multiplier
-            start, end = index + 1, index + 1 + length
+            # The remaining length: one byte below 128, two below 16384 (nearly every
+            # HFP message), else the general varint.
+            length = buf[pos + 1]
+            if length < 0x80:
+                start = pos + 2
+            elif pos + 2 < size and buf[pos + 2] < 0x80:
+                length = (length & 0x7F) | buf[pos + 2] << 7
+                start = pos + 3
+            else:
+                length, multiplier, index = 0, 1, pos + 1
+                while index < size and buf[index] & 0x80:
+                    length += (buf[index] & 0x7F) * multiplier
+                    multiplier *= 128
+                    index += 1
+                if index >= size:
+                    break
+                length += buf[index] * multiplier
+                start = index + 1
+            end = start + length
             if end > size:
                 break
             if buf[pos] & 0xF6 == 0x30:  # PUBLISH at QoS 0; retain and dup flags do not matter
                 topic_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
                 try:
-                    topic = buf[start + 2 : topic_end].decode()
+                    topics.append(buf[start + 2 : topic_end].decode())
                 except UnicodeDecodeError:
                     # Kept (and later rejected as a malformed topic) rather than lost unseen.
-                    topic = buf[start + 2 : topic_end].decode("utf-8", "replace")
-                accept(topic, buf[topic_end:end])
+                    topics.append(buf[start + 2 : topic_end].decode("utf-8", "replace"))
+                payloads.append(buf[topic_end:end])
             else:
                 self.other(buf[pos:end])
             pos = end
         self._rest = buf[pos:]
+        if topics:
+            self.accept(topics, payloads)
 
 
 class _SplitSocket:

@@ -17,6 +17,7 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -286,15 +287,19 @@ class MqttSource:
     def _full(self) -> bool:
         return len(self._pending) >= BATCH
 
-    def _accept(self, topic: str, payload: bytes) -> None:
-        self.stats.messages += 1
+    def _accept(self, topics: list[str], payloads: list[bytes]) -> None:
+        count = len(topics)
+        self.stats.messages += count
         pending = self._pending
-        if len(pending) >= self.limit:
-            self.stats.dropped += 1
+        room = max(self.limit - len(pending), 0)
+        if count > room:
+            self.stats.dropped += count - room
+            del topics[room:], payloads[room:]
+        if not topics:
             return
         if not pending:
             self._wake.set()
-        pending.append(RawMessage(self._stamp, topic, payload))
+        pending += map(RawMessage, repeat(self._stamp), topics, payloads)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         """Take a QoS 1 or 2 message, which paho decodes and acknowledges."""
@@ -302,4 +307,4 @@ class MqttSource:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", "replace")
-        self._accept(topic, bytes(message.payload))
+        self._accept([topic], [bytes(message.payload)])
