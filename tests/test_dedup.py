@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hsl_live.dedup import FREEZE_KEYS, Deduplicator
 
 
@@ -95,3 +97,17 @@ def test_frozen_keys_are_still_duplicates_across_both_generations() -> None:
 
     assert dedup.fresh([many[0], many[-1], ("18/1029", -1)], now=15.0) == [False, False, True]
     assert len(dedup) == len(many) + 2
+
+
+def test_fresh_matches_a_set_over_random_batches() -> None:
+    rng = random.Random(7)
+    dedup, seen = Deduplicator(window=1000), set()
+    for _ in range(200):
+        batch = [rng.randrange(3000) for _ in range(rng.randrange(0, 60))]
+        expected = []
+        for key in batch:
+            expected.append(key not in seen)
+            seen.add(key)
+
+        assert dedup.fresh(batch, now=0.0) == expected
+    assert len(dedup) == len(seen)

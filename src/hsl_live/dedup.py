@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-# Keys first go to a Python set; this many at once are frozen into a sorted array.
+# Keys first go to a small sorted array; this many at once are merged into the generation's.
 FREEZE_KEYS = 1 << 16
 
 _Keys = npt.NDArray[np.int64]
@@ -25,17 +25,17 @@ class Deduplicator:
     "duplicate" needs a hash collision among a few million keys (odds around 1 in
     10^7 per generation).
 
-    At the full feed a generation holds millions of keys: as a Python set that is
-    about 80 bytes each, so only the latest FREEZE_KEYS live in a set, and the rest
-    of a generation is one sorted int64 array (8 bytes a key), searched a whole batch
-    at a time.
+    A generation is sorted int64 arrays (8 bytes a key; a Python set takes about 80),
+    and a batch of keys is looked up and added with a few array operations instead of
+    a Python loop: the latest keys go to a small array that is merged into the
+    generation's large one every FREEZE_KEYS keys, so adding a batch stays cheap.
     """
 
     def __init__(self, window: float, max_keys: int = 2_000_000) -> None:
         self.window = window
         self.max_keys = max_keys
         self.duplicates = 0
-        self._recent: set[int] = set()
+        self._recent = _NO_KEYS
         self._current = _NO_KEYS
         self._previous = _NO_KEYS
         self._rotated_at: float | None = None
@@ -50,23 +50,24 @@ class Deduplicator:
         `now` is the pipeline's clock in seconds: wall time live, capture time in a replay.
         """
         self._rotate(now)
-        digests = [hash(key) for key in keys]
-        frozen = self._frozen(digests)
-        recent = self._recent
-        result: list[bool] = []
-        for digest, old in zip(digests, frozen, strict=True):
-            if old or digest in recent:
-                self.duplicates += 1
-                result.append(False)
-            else:
-                recent.add(digest)
-                result.append(True)
-        if len(recent) >= FREEZE_KEYS or self._full():
+        digests = np.fromiter(map(hash, keys), np.int64, len(keys))
+        # The first of equal digests in the batch is the one that may be new.
+        unique, first = np.unique(digests, return_index=True)
+        known = _member(self._recent, unique)
+        known |= _member(self._current, unique)
+        known |= _member(self._previous, unique)
+        added = unique[~known]
+        result = np.zeros(len(digests), np.bool_)
+        result[first[~known]] = True
+        self.duplicates += len(digests) - len(added)
+
+        self._recent = _merge(self._recent, added)
+        if len(self._recent) >= FREEZE_KEYS or self._full():
             self._freeze()
             if len(self._current) >= self.max_keys:
                 self._previous, self._current = self._current, _NO_KEYS
                 self._rotated_at = now
-        return result
+        return result.tolist()
 
     def __len__(self) -> int:
         return len(self._recent) + len(self._current) + len(self._previous)
@@ -76,7 +77,7 @@ class Deduplicator:
             self._rotated_at = now
         elif now - self._rotated_at >= 2 * self.window:
             # Silent for two windows: everything remembered is too old to matter.
-            self._recent, self._current, self._previous = set(), _NO_KEYS, _NO_KEYS
+            self._recent, self._current, self._previous = _NO_KEYS, _NO_KEYS, _NO_KEYS
             self._rotated_at = now
         elif now - self._rotated_at >= self.window:
             self._freeze()
@@ -86,22 +87,18 @@ class Deduplicator:
     def _full(self) -> bool:
         return len(self._recent) + len(self._current) >= self.max_keys
 
-    def _frozen(self, digests: list[int]) -> list[bool]:
-        """Return whether each digest is in the current or previous generation's array."""
-        if not len(self._current) and not len(self._previous):
-            return [False] * len(digests)
-        values = np.array(digests, dtype=np.int64)
-        found = _member(self._current, values) | _member(self._previous, values)
-        return found.tolist()  # type: ignore[no-any-return]
-
     def _freeze(self) -> None:
-        if not self._recent:
-            return
-        new = np.fromiter(self._recent, np.int64, len(self._recent))
-        new.sort()
-        current = self._current
-        self._current = np.insert(current, current.searchsorted(new), new) if len(current) else new
-        self._recent = set()
+        self._current = _merge(self._current, self._recent)
+        self._recent = _NO_KEYS
+
+
+def _merge(sorted_keys: _Keys, new: _Keys) -> _Keys:
+    """Return two sorted arrays of distinct keys, none in both, as one sorted array."""
+    if not len(sorted_keys):
+        return new
+    if not len(new):
+        return sorted_keys
+    return np.insert(sorted_keys, sorted_keys.searchsorted(new), new)
 
 
 def _member(sorted_keys: _Keys, values: _Keys) -> npt.NDArray[np.bool_]:
