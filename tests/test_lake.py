@@ -18,9 +18,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from hfp_capture import START, Expected, feed, mixed_capture, write_capture
+from hfp_capture import START, Expected, feed, mixed_capture, vp_message, write_capture
 from hsl_live import lake as lake_module
+from hsl_live.capture import RawMessage
 from hsl_live.clock import Clock
+from hsl_live.hfp import Event, decode
 from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline
 from hsl_live.replay import ReplaySource
@@ -110,6 +112,39 @@ async def test_lake_replay_partitions_by_hour_of_zone_time(tmp_path: Path) -> No
         "rejected/year=2024/month=02/day=13/hour=15",
     ]
     assert all(key.rsplit("/", 1)[1].startswith("part-") for key in keys)
+
+
+def test_lake_buffers_each_row_in_the_hour_of_its_time_keeping_order(tmp_path: Path) -> None:
+    lake = Lake(_settings(tmp_path))
+    second = timedelta(seconds=1)
+    before, after = START + 9 * second, START + 10 * second  # 15:59:59 and 16:00:00
+    # Received and sent on both sides of 16:00, interleaved, then a batch inside one hour.
+    mixed = [
+        vp_message(before, 1, before),
+        vp_message(after, 2, after),
+        vp_message(before, 3, before - second),
+    ]
+    same_hour = [vp_message(after + second, veh, after + veh * second) for veh in (4, 5)]
+
+    for messages in (mixed, same_hour):
+        lake.add_raws(messages)
+        events = [decode(m.received_at, m.topic, m.payload) for m in messages]
+        lake.add_events([event for event in events if isinstance(event, Event)])
+
+    def hour(key: str) -> str:
+        zone, *_, hour_level, _ = key.split("/")
+        return f"{zone}/{hour_level}"
+
+    def vehicle(row: RawMessage | Event) -> int:
+        return row.vehicle_number if isinstance(row, Event) else int(row.topic.split("/")[8])
+
+    batches = lake.batcher.seal_all()
+    assert {hour(b.key): [vehicle(row) for row in b.rows] for b in batches} == {
+        "raw/hour=15": [1, 3],
+        "raw/hour=16": [2, 4, 5],
+        "processed/hour=15": [1, 3],
+        "processed/hour=16": [2, 4, 5],
+    }
 
 
 async def test_lake_files_have_design_schema_and_millisecond_timestamps(tmp_path: Path) -> None:

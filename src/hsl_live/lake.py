@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,8 @@ class _Cycle:
     spooled: int = 0
 
 
-def _received_hour(row: RawMessage | Rejection) -> datetime:
-    return hour_of(row.received_at)
-
-
-def _event_hour(event: Event) -> datetime:
-    return hour_of(event.tst)
+_received_at: Callable[[RawMessage | Rejection], datetime] = attrgetter("received_at")
+_tst: Callable[[Event], datetime] = attrgetter("tst")
 
 
 class Lake:
@@ -104,7 +101,7 @@ class Lake:
         """Log and buffer distinct messages, in the order received."""
         if messages:
             self._segment = self.wal.extend(messages)
-            self._add_runs(Zone.RAW, messages, _received_hour)
+            self._add_runs(Zone.RAW, messages, _received_at)
 
     def add_event(self, event: Event) -> None:
         """Buffer an event in the hour of its `tst`."""
@@ -112,11 +109,11 @@ class Lake:
 
     def add_events(self, events: Sequence[Event]) -> None:
         """Buffer events, each in the hour of its `tst`."""
-        self._add_runs(Zone.PROCESSED, events, _event_hour)
+        self._add_runs(Zone.PROCESSED, events, _tst)
 
     def add_rejected(self, rejection: Rejection) -> None:
         """Buffer a rejection in the hour it was received."""
-        self._add_runs(Zone.REJECTED, [rejection], _received_hour)
+        self._add_runs(Zone.REJECTED, [rejection], _received_at)
 
     def recovering(self, source: Source) -> Source:
         """Return a source that first yields what the write-ahead log kept from a crash."""
@@ -186,11 +183,20 @@ class Lake:
         yield gauge("hsl_live_lake_writable", "1 while the sink accepts writes", int(self.writable))
 
     def _add_runs(
-        self, zone: Zone, rows: Sequence[Any], hour_key: Callable[[Any], datetime]
+        self, zone: Zone, rows: Sequence[Any], time_of: Callable[[Any], datetime]
     ) -> None:
-        # Rows of one source batch nearly always share an hour: one run, one call.
+        """Buffer rows in the hour of their time column, keeping their order within each hour."""
+        if not rows:
+            return
         add_many, segment = self.batcher.add_many, self._segment
-        for hour, run in itertools.groupby(rows, hour_key):
+        # Rows of one source batch nearly always share an hour: the earliest and the latest
+        # time tell at C speed, and then they are one run and one call.
+        earliest, latest = min(map(time_of, rows)), max(map(time_of, rows))
+        if hour_of(earliest) == hour_of(latest):
+            runs: Iterable[tuple[datetime, Iterable[Any]]] = [(hour_of(earliest), rows)]
+        else:
+            runs = itertools.groupby(rows, lambda row: hour_of(time_of(row)))
+        for hour, run in runs:
             group = list(run)
             for batch in add_many(zone, hour, group, group[0].received_at, segment):
                 self._enqueue(batch)
