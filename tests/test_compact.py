@@ -27,9 +27,10 @@ from hsl_live.compact import (
 )
 from hsl_live.errors import SinkError
 from hsl_live.hfp import Event, decode
+from hsl_live.s3 import S3Sink
 from hsl_live.schema import SCHEMAS, TIME_COLUMN, Zone, events_frame, partition_path, raw_frame
 from hsl_live.settings import Settings
-from hsl_live.sink import LocalSink, S3Sink, Sink
+from hsl_live.sink import LocalSink, Sink
 from s3_server import S3Server, s3_server  # noqa: F401 (a fixture, requested by name)
 
 HOUR = datetime(2024, 2, 13, 16, tzinfo=UTC)

@@ -26,9 +26,10 @@ from hsl_live.hfp import Event, decode
 from hsl_live.lake import Lake
 from hsl_live.pipeline import Pipeline
 from hsl_live.replay import ReplaySource
+from hsl_live.s3 import S3Sink
 from hsl_live.schema import SCHEMAS, Zone
 from hsl_live.settings import Settings
-from hsl_live.sink import LocalSink, S3Sink, Sink
+from hsl_live.sink import LocalSink, Sink
 from s3_server import S3Server, free_port, s3_server
 
 __all__ = ["s3_server"]

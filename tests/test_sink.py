@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from hsl_live.errors import SinkError
+from hsl_live.s3 import S3_MIN_PART_BYTES, S3Sink
 from hsl_live.settings import Settings
-from hsl_live.sink import S3_MIN_PART_BYTES, LocalSink, S3Sink, Sink, open_sink
+from hsl_live.sink import LocalSink, Sink, open_sink
 from s3_server import S3Server, fake_aws_credentials, free_port, s3_server
 
 __all__ = ["s3_server"]
@@ -132,6 +135,19 @@ def test_open_sink_chooses_by_url(tmp_path: Path) -> None:
     assert isinstance(local, LocalSink)
     assert isinstance(remote, S3Sink)
     assert (remote.bucket, remote.prefix) == ("bucket", "some/prefix/")
+
+
+def test_a_local_lake_runs_without_loading_the_aws_sdk(tmp_path: Path) -> None:
+    # `hsl-live run`'s modules and a local sink; aioboto3 and botocore weigh about 20 MB.
+    code = (
+        "import sys; from hsl_live import cli; from hsl_live.settings import Settings; "
+        f"cli.open_sink(Settings(lake_url={str(tmp_path)!r})); "
+        "sdk = {'aioboto3', 'botocore', 'aiohttp'}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & sdk))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.integration
