@@ -4,6 +4,7 @@ import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import { VehicleLayer } from "./layer.js";
 import { MODES } from "./modes.js";
 import { VehicleStream } from "./stream.js";
+import { Trail } from "./trail.js";
 import { Controls, routeMatcher, routeTokens } from "./ui.js";
 import { VehicleStore } from "./vehicles.js";
 
@@ -53,6 +54,7 @@ class LiveMap {
   constructor(config) {
     this.config = config;
     this.map = createMap(config);
+    this.trail = new Trail(this.map);
     this.store = new VehicleStore(config.tick_seconds);
     this.selectedId = null;
     this.following = false;
@@ -86,6 +88,10 @@ class LiveMap {
   }
 
   select(id) {
+    if (id !== this.selectedId) {
+      if (id === null) this.trail.hide();
+      else this.trail.show(id);
+    }
     this.selectedId = id;
     this.layer.select(id);
     this._detailsVersion = -1;
@@ -121,6 +127,7 @@ class LiveMap {
       this.select(null);
       return;
     }
+    this.trail.extend(vehicle.state);
     const now = performance.now();
     const stale = now - this._detailsShownAt > DETAILS_REFRESH_MS;
     if (this._detailsVersion === this.store.changed && !stale) return;
@@ -208,6 +215,7 @@ async function start() {
       return { ...live.layer.stats };
     },
     pointOf: (id) => live.layer.pointOf(id),
+    trail: () => ({ id: live.trail.id, points: live.trail.points }),
     ids: () => [...live.store.vehicles.keys()],
   };
   document.body.dataset.ready = "true";

@@ -391,3 +391,35 @@ def test_map_follow_keeps_searched_vehicle_centred(page: Page) -> None:
     point = live(page, f"pointOf('{MOVER.id}')")
     assert abs(point["x"] - 640) <= 2
     assert abs(point["y"] - 400) <= 2
+
+
+def test_map_draws_the_selected_vehicles_trail_and_extends_it(
+    page: Page, server: Server, errors: list[str]
+) -> None:
+    wait_until(
+        lambda: len(server.get_json(f"/api/vehicles/{MOVER.id}")["trail"]) >= 5,
+        "the server to keep a few positions of the tram",
+    )
+    page.fill("#route-search", MOVER.desi)
+    page.press("#route-search", "Enter")
+    kept = [(p["lat"], p["lon"]) for p in server.get_json(f"/api/vehicles/{MOVER.id}")["trail"]]
+    line = page.locator(".leaflet-overlay-pane path.vehicle-trail")
+
+    wait_until(lambda: len(live(page, "trail()")["points"]) > len(kept), "the trail to grow")
+    trail = live(page, "trail()")
+    assert trail["id"] == MOVER.id
+    times = [point[0] for point in trail["points"]]
+    assert times == sorted(times)
+    assert len(set(times)) == len(times)
+    drawn = [(lat, lon) for _, lat, lon in trail["points"]]
+    # The page asked a moment before the test did: the server's window may have moved on by
+    # a point or two since, but every later position it kept is on the line.
+    assert set(kept[2:]) <= set(drawn)
+    assert line.count() == 1
+    assert (line.get_attribute("d") or "").startswith("M")
+
+    page.click("#close-details")
+
+    wait_until(lambda: line.count() == 0, "the trail to go with the selection")
+    assert live(page, "trail()")["id"] is None
+    assert errors == []
