@@ -10,9 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -20,6 +22,7 @@ import pytest
 
 from hfp_capture import START, Expected, feed, mixed_capture, vp_message, write_capture
 from hsl_live import lake as lake_module
+from hsl_live.batcher import Batch
 from hsl_live.capture import RawMessage
 from hsl_live.clock import Clock
 from hsl_live.hfp import Event, decode
@@ -182,6 +185,29 @@ async def test_lake_timer_flushes_quiet_partition(tmp_path: Path) -> None:
         stopping.set()
 
     assert (await _zone(sink, Zone.RAW)).height == 2
+
+
+async def test_lake_lets_go_of_a_written_batch_before_the_next_one(tmp_path: Path) -> None:
+    lake = Lake(_settings(tmp_path, flush_rows=2))
+    sealed: list[weakref.ref[Batch]] = []
+    add_many = lake.batcher.add_many
+
+    def watched(*args: Any) -> list[Batch]:
+        batches = add_many(*args)
+        sealed.extend(weakref.ref(batch) for batch in batches)
+        return batches
+
+    lake.batcher.add_many = watched  # type: ignore[method-assign,assignment]
+    stopping = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(lake.run(stopping))
+        lake.add_raws(list(feed(1, vehicles=2)))
+        await _until(lambda: lake.stats.files["raw"] == 1, seconds=5)
+        await asyncio.sleep(0.1)  # the writer is back to waiting for the next batch
+
+        assert len(sealed) == 1
+        assert sealed[0]() is None
+        stopping.set()
 
 
 async def test_lake_failing_sink_spools_and_next_start_uploads(tmp_path: Path) -> None:

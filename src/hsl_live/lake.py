@@ -237,6 +237,9 @@ class Lake:
                 await self._write(batch)
             finally:
                 self._queue.task_done()
+            # Written: its columns (tens of MB at the default flush size) must not stay alive
+            # while the next buffer fills, as they would until the next get() rebinds `batch`.
+            del batch
             if self._queue.empty():
                 self._log_cycle()
 
