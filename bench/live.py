@@ -195,7 +195,7 @@ def soak_figures(vehicles: int, clients: int, minutes: float) -> list[Figure]:
     start = max(0, len(samples) // 2 - tenth // 2)
     middle, end = samples[start : start + tenth], samples[-tenth:]
     growth = median(end) / median(middle) - 1
-    per_window = max(1, len(samples) // 6)
+    per_window = -(-len(samples) // 6)
     trend = " ".join(
         str(round(mib(median(samples[i : i + per_window]))))
         for i in range(0, len(samples), per_window)
