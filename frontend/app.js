@@ -127,10 +127,10 @@ class LiveMap {
       this.select(null);
       return;
     }
-    this.trail.extend(vehicle.state);
     const now = performance.now();
     const stale = now - this._detailsShownAt > DETAILS_REFRESH_MS;
     if (this._detailsVersion === this.store.changed && !stale) return;
+    this.trail.extend(vehicle.state);
     this._detailsVersion = this.store.changed;
     this._detailsShownAt = now;
     this.controls.showDetails(vehicle, this.store.ageSeconds(vehicle));

@@ -5,6 +5,7 @@
 // before that answer are kept and joined after it by time, so no point is drawn twice.
 
 import * as L from "/vendor/leaflet/leaflet-src.esm.js";
+import { hasPosition, parseTst } from "./vehicles.js";
 
 // Ten minutes at HSL's one position a second; older points leave the line.
 const MAX_POINTS = 600;
@@ -42,7 +43,7 @@ export class Trail {
       return;
     }
     if (this.id !== id) return; // another vehicle was selected while this one loaded
-    const kept = trail.map((point) => [Date.parse(point.tst), point.lat, point.lon]);
+    const kept = trail.map((point) => [parseTst(point.tst), point.lat, point.lon]);
     const newest = kept.length > 0 ? kept[kept.length - 1][0] : -Infinity;
     this._set([...kept, ...this.points.filter((point) => point[0] > newest)]);
   }
@@ -56,15 +57,14 @@ export class Trail {
   // Add the selected vehicle's position from its latest state, when it is a new one.
   // A state without a new position (a stop event) keeps the previous one: it is skipped.
   extend(state) {
-    if (state.id !== this.id || !Number.isFinite(state.lat) || !Number.isFinite(state.lon)) {
-      return;
-    }
-    const tst = Date.parse(state.tst);
+    if (state.id !== this.id || !hasPosition(state)) return;
+    const tst = parseTst(state.tst);
     const last = this.points[this.points.length - 1];
     if (last !== undefined && (tst <= last[0] || (last[1] === state.lat && last[2] === state.lon))) {
       return;
     }
-    this._set([...this.points, [tst, state.lat, state.lon]]);
+    this.points.push([tst, state.lat, state.lon]);
+    this._set(this.points);
   }
 
   _set(points) {

@@ -25,11 +25,11 @@ export function distanceMetres(lat1, lon1, lat2, lon2) {
   return 2 * EARTH_RADIUS_METRES * Math.asin(Math.min(1, Math.sqrt(a)));
 }
 
-function hasPosition(state) {
+export function hasPosition(state) {
   return Number.isFinite(state.lat) && Number.isFinite(state.lon);
 }
 
-function parseTst(tst) {
+export function parseTst(tst) {
   const ms = Date.parse(tst);
   return Number.isNaN(ms) ? 0 : ms;
 }
